@@ -1,0 +1,1 @@
+//! Binding run-time tensors to a graph: dims from shapes, validation, seeded fill.

@@ -1,0 +1,1 @@
+//! The reference interpreter: the numerical oracle for every later stage.

@@ -1,0 +1,713 @@
+//! Type inference: the one place that says which operand types an operator accepts and what
+//! type it produces. The front end, the verifier and later passes all call [`infer`].
+
+use super::dim::DimExpr;
+use super::op::{BinaryOp, Literal, Op, ReduceOp, UnaryOp};
+use super::types::{Shape, TensorType, Type};
+use seqc_runtime::DType;
+
+type R<T> = Result<T, String>;
+
+fn fmt_shape(s: &[DimExpr]) -> String {
+    let parts: Vec<String> = s.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// NumPy broadcasting of two shapes.
+pub fn broadcast_shapes(a: &[DimExpr], b: &[DimExpr]) -> R<Shape> {
+    let n = a.len().max(b.len());
+    let one = DimExpr::constant(1);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let da = if i + a.len() >= n { &a[i + a.len() - n] } else { &one };
+        let db = if i + b.len() >= n { &b[i + b.len() - n] } else { &one };
+        if da == db || *db == one {
+            out.push(da.clone());
+        } else if *da == one {
+            out.push(db.clone());
+        } else {
+            return Err(format!(
+                "shapes {} and {} do not broadcast: dim {} is {} in one and {} in the other",
+                fmt_shape(a),
+                fmt_shape(b),
+                i as i64 - n as i64,
+                da,
+                db
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn tensor<'a>(t: &'a Type, what: &str) -> R<&'a TensorType> {
+    t.tensor()
+        .ok_or_else(|| format!("{what} is a tuple; take an element of it first"))
+}
+
+fn arity(op: &Op, inputs: &[&Type], n: usize) -> R<()> {
+    if inputs.len() != n {
+        return Err(format!(
+            "`{}` takes {n} operand(s), found {}",
+            op.name(),
+            inputs.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_axis(axis: usize, rank: usize, what: &str) -> R<()> {
+    if axis >= rank {
+        return Err(format!(
+            "{what}: axis {axis} is out of range for a tensor of rank {rank}"
+        ));
+    }
+    Ok(())
+}
+
+fn check_nonneg_shape(shape: &[DimExpr]) -> R<()> {
+    for d in shape {
+        if let Some(c) = d.as_const() {
+            if c < 0 {
+                return Err(format!("dimension {c} is negative"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn product(shape: &[DimExpr]) -> DimExpr {
+    shape
+        .iter()
+        .fold(DimExpr::constant(1), |acc, d| acc.mul(d))
+}
+
+/// The dtype a literal of this kind defaults to.
+pub fn literal_dtype(l: &Literal) -> DType {
+    match l {
+        Literal::Float(_) => DType::F32,
+        Literal::Int(_) => DType::I32,
+        Literal::Bool(_) => DType::Bool,
+    }
+}
+
+/// Infers the result type of `op` applied to operands of types `inputs`.
+pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
+    let t = |i: usize| tensor(inputs[i], &format!("operand {}", i + 1));
+    let out = match op {
+        Op::Input { .. } | Op::Param { .. } => {
+            return Err("inputs and params carry declared types".into());
+        }
+        Op::Const { value, dtype } => {
+            arity(op, inputs, 0)?;
+            let ok = match value {
+                Literal::Float(_) => dtype.is_float(),
+                Literal::Int(_) => dtype.is_float() || dtype.is_int(),
+                Literal::Bool(_) => *dtype == DType::Bool,
+            };
+            if !ok {
+                return Err(format!("literal {value:?} cannot have dtype {dtype}"));
+            }
+            TensorType::scalar(*dtype)
+        }
+        Op::Iota { shape, axis } => {
+            arity(op, inputs, 0)?;
+            check_nonneg_shape(shape)?;
+            check_axis(*axis, shape.len(), "iota")?;
+            TensorType::new(DType::I32, shape.clone())
+        }
+        Op::Random { shape, .. } => {
+            arity(op, inputs, 0)?;
+            check_nonneg_shape(shape)?;
+            TensorType::new(DType::F32, shape.clone())
+        }
+        Op::Unary(u) => {
+            arity(op, inputs, 1)?;
+            let x = t(0)?;
+            let ok = match u {
+                UnaryOp::Not => x.dtype == DType::Bool,
+                UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu => {
+                    x.dtype.is_float() || x.dtype.is_int()
+                }
+                _ => x.dtype.is_float(),
+            };
+            if !ok {
+                return Err(format!(
+                    "`{}` does not accept dtype {}",
+                    op.name(),
+                    x.dtype
+                ));
+            }
+            x.clone()
+        }
+        Op::Binary(b) => {
+            arity(op, inputs, 2)?;
+            let (x, y) = (t(0)?, t(1)?);
+            if x.dtype != y.dtype {
+                return Err(format!(
+                    "`{}` needs operands of one dtype, found {} and {}",
+                    op.name(),
+                    x.dtype,
+                    y.dtype
+                ));
+            }
+            let ok = match b {
+                BinaryOp::And | BinaryOp::Or => x.dtype == DType::Bool,
+                BinaryOp::Eq | BinaryOp::Ne => true,
+                BinaryOp::Pow => x.dtype.is_float(),
+                _ => x.dtype != DType::Bool,
+            };
+            if !ok {
+                return Err(format!(
+                    "`{}` does not accept dtype {}",
+                    op.name(),
+                    x.dtype
+                ));
+            }
+            let shape = broadcast_shapes(&x.shape, &y.shape)?;
+            let dtype = if b.is_comparison() {
+                DType::Bool
+            } else {
+                x.dtype
+            };
+            TensorType::new(dtype, shape)
+        }
+        Op::Select => {
+            arity(op, inputs, 3)?;
+            let (c, a, b) = (t(0)?, t(1)?, t(2)?);
+            if c.dtype != DType::Bool {
+                return Err(format!("`select` condition must be bool, found {}", c.dtype));
+            }
+            if a.dtype != b.dtype {
+                return Err(format!(
+                    "`select` branches must have one dtype, found {} and {}",
+                    a.dtype, b.dtype
+                ));
+            }
+            let s = broadcast_shapes(&c.shape, &a.shape)?;
+            TensorType::new(a.dtype, broadcast_shapes(&s, &b.shape)?)
+        }
+        Op::Cast { to } => {
+            arity(op, inputs, 1)?;
+            TensorType::new(*to, t(0)?.shape.clone())
+        }
+        Op::Reduce { op: r, axes, keepdim } => {
+            arity(op, inputs, 1)?;
+            let x = t(0)?;
+            if axes.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("reduction axes {axes:?} must be sorted and distinct"));
+            }
+            for a in axes {
+                check_axis(*a, x.rank(), op.name())?;
+            }
+            let float_only = matches!(r, ReduceOp::Mean | ReduceOp::LogSumExp);
+            if x.dtype == DType::Bool || (float_only && !x.dtype.is_float()) {
+                return Err(format!("`{}` does not accept dtype {}", op.name(), x.dtype));
+            }
+            let mut shape = Vec::new();
+            for (i, d) in x.shape.iter().enumerate() {
+                if axes.contains(&i) {
+                    if *keepdim {
+                        shape.push(DimExpr::constant(1));
+                    }
+                } else {
+                    shape.push(d.clone());
+                }
+            }
+            TensorType::new(x.dtype, shape)
+        }
+        Op::Einsum { spec } => infer_einsum(spec, inputs)?,
+        Op::Reshape { shape } => {
+            arity(op, inputs, 1)?;
+            let x = t(0)?;
+            check_nonneg_shape(shape)?;
+            if product(&x.shape) != product(shape) {
+                return Err(format!(
+                    "cannot reshape {} ({} elements) to {} ({} elements)",
+                    fmt_shape(&x.shape),
+                    product(&x.shape),
+                    fmt_shape(shape),
+                    product(shape)
+                ));
+            }
+            TensorType::new(x.dtype, shape.clone())
+        }
+        Op::Transpose { perm } => {
+            arity(op, inputs, 1)?;
+            let x = t(0)?;
+            let mut seen = vec![false; x.rank()];
+            if perm.len() != x.rank() {
+                return Err(format!(
+                    "permutation {perm:?} has {} entries for a tensor of rank {}",
+                    perm.len(),
+                    x.rank()
+                ));
+            }
+            for &p in perm {
+                if p >= x.rank() || seen[p] {
+                    return Err(format!("{perm:?} is not a permutation of 0..{}", x.rank()));
+                }
+                seen[p] = true;
+            }
+            TensorType::new(x.dtype, perm.iter().map(|&p| x.shape[p].clone()).collect())
+        }
+        Op::Broadcast { shape } => {
+            arity(op, inputs, 1)?;
+            let x = t(0)?;
+            check_nonneg_shape(shape)?;
+            let b = broadcast_shapes(&x.shape, shape)?;
+            if b != *shape {
+                return Err(format!(
+                    "cannot broadcast {} to {}",
+                    fmt_shape(&x.shape),
+                    fmt_shape(shape)
+                ));
+            }
+            TensorType::new(x.dtype, shape.clone())
+        }
+        Op::Slice {
+            axis,
+            start,
+            end,
+            step,
+        } => {
+            arity(op, inputs, 1)?;
+            let x = t(0)?;
+            check_axis(*axis, x.rank(), "slice")?;
+            if *step < 1 {
+                return Err(format!("slice step must be at least 1, found {step}"));
+            }
+            let len = end.sub(start);
+            if let Some(c) = len.as_const() {
+                if c < 0 {
+                    return Err(format!("slice end {end} is before its start {start}"));
+                }
+            }
+            if let (Some(e), Some(d)) = (end.as_const(), x.shape[*axis].as_const()) {
+                if e > d {
+                    return Err(format!("slice end {e} is past the dim's size {d}"));
+                }
+            }
+            if let Some(s) = start.as_const() {
+                if s < 0 {
+                    return Err(format!("slice start {s} is negative"));
+                }
+            }
+            let mut shape = x.shape.clone();
+            shape[*axis] = len.ceil_div(*step).expect("step >= 1");
+            TensorType::new(x.dtype, shape)
+        }
+        Op::Concat { axis } => {
+            if inputs.is_empty() {
+                return Err("`concat` needs at least one operand".into());
+            }
+            let first = t(0)?;
+            check_axis(*axis, first.rank(), "concat")?;
+            let mut total = DimExpr::constant(0);
+            for i in 0..inputs.len() {
+                let x = t(i)?;
+                if x.dtype != first.dtype || x.rank() != first.rank() {
+                    return Err(format!(
+                        "`concat` operand {} is {}, but operand 1 is {}",
+                        i + 1,
+                        x,
+                        first
+                    ));
+                }
+                for (k, (a, b)) in x.shape.iter().zip(&first.shape).enumerate() {
+                    if k != *axis && a != b {
+                        return Err(format!(
+                            "`concat` operand {} has {} at axis {k}, operand 1 has {}",
+                            i + 1,
+                            a,
+                            b
+                        ));
+                    }
+                }
+                total = total.add(&x.shape[*axis]);
+            }
+            let mut shape = first.shape.clone();
+            shape[*axis] = total;
+            TensorType::new(first.dtype, shape)
+        }
+        Op::Pad {
+            axis,
+            before,
+            after,
+            ..
+        } => {
+            arity(op, inputs, 1)?;
+            let x = t(0)?;
+            check_axis(*axis, x.rank(), "pad")?;
+            for p in [before, after] {
+                if p.as_const().is_some_and(|c| c < 0) {
+                    return Err(format!("padding {p} is negative"));
+                }
+            }
+            let mut shape = x.shape.clone();
+            shape[*axis] = shape[*axis].add(before).add(after);
+            TensorType::new(x.dtype, shape)
+        }
+        Op::Take { axis } => {
+            arity(op, inputs, 2)?;
+            let (x, idx) = (t(0)?, t(1)?);
+            check_axis(*axis, x.rank(), "take")?;
+            need_int(idx, "take index")?;
+            let mut shape = x.shape[..*axis].to_vec();
+            shape.extend(idx.shape.iter().cloned());
+            shape.extend(x.shape[axis + 1..].iter().cloned());
+            TensorType::new(x.dtype, shape)
+        }
+        Op::Gather { axis } => {
+            arity(op, inputs, 2)?;
+            let (x, idx) = (t(0)?, t(1)?);
+            check_axis(*axis, x.rank(), "gather")?;
+            need_int(idx, "gather index")?;
+            same_rank_except(x, idx, *axis, "gather")?;
+            TensorType::new(x.dtype, idx.shape.clone())
+        }
+        Op::ScatterAdd { axis } => {
+            arity(op, inputs, 3)?;
+            let (base, idx, src) = (t(0)?, t(1)?, t(2)?);
+            check_axis(*axis, base.rank(), "scatter_add")?;
+            need_int(idx, "scatter_add index")?;
+            if idx.shape != src.shape {
+                return Err(format!(
+                    "`scatter_add` index {} and source {} must have one shape",
+                    fmt_shape(&idx.shape),
+                    fmt_shape(&src.shape)
+                ));
+            }
+            if src.dtype != base.dtype {
+                return Err(format!(
+                    "`scatter_add` source is {}, base is {}",
+                    src.dtype, base.dtype
+                ));
+            }
+            same_rank_except(base, idx, *axis, "scatter_add")?;
+            base.clone()
+        }
+        Op::Sort { axis, .. } => {
+            arity(op, inputs, 1)?;
+            let x = t(0)?;
+            check_axis(*axis, x.rank(), "sort")?;
+            x.clone()
+        }
+        Op::Argsort { axis, .. } => {
+            arity(op, inputs, 1)?;
+            let x = t(0)?;
+            check_axis(*axis, x.rank(), "argsort")?;
+            TensorType::new(DType::I32, x.shape.clone())
+        }
+        Op::TopK {
+            axis, k, indices, ..
+        } => {
+            arity(op, inputs, 1)?;
+            let x = t(0)?;
+            check_axis(*axis, x.rank(), "topk")?;
+            if let (Some(kc), Some(n)) = (k.as_const(), x.shape[*axis].as_const()) {
+                if kc < 0 || kc > n {
+                    return Err(format!("topk k = {kc} is outside 0..={n}"));
+                }
+            }
+            let mut shape = x.shape.clone();
+            shape[*axis] = k.clone();
+            TensorType::new(if *indices { DType::I32 } else { x.dtype }, shape)
+        }
+        Op::ArgMax { axis } => {
+            arity(op, inputs, 1)?;
+            let x = t(0)?;
+            check_axis(*axis, x.rank(), "argmax")?;
+            let mut shape = x.shape.clone();
+            shape.remove(*axis);
+            TensorType::new(DType::I32, shape)
+        }
+        Op::Scan { axis, .. } => {
+            if inputs.len() != 2 && inputs.len() != 3 {
+                return Err(format!("`scan` takes 2 or 3 operands, found {}", inputs.len()));
+            }
+            let (a, b) = (t(0)?, t(1)?);
+            check_axis(*axis, b.rank(), "scan")?;
+            need_float(b, "scan")?;
+            if a.dtype != b.dtype {
+                return Err(format!("`scan` decay is {}, input is {}", a.dtype, b.dtype));
+            }
+            let s = broadcast_shapes(&a.shape, &b.shape)?;
+            if s != b.shape {
+                return Err(format!(
+                    "`scan` decay {} must broadcast to the input's shape {}",
+                    fmt_shape(&a.shape),
+                    fmt_shape(&b.shape)
+                ));
+            }
+            if inputs.len() == 3 {
+                let h0 = t(2)?;
+                let mut want = b.shape.clone();
+                want.remove(*axis);
+                if h0.shape != want || h0.dtype != b.dtype {
+                    return Err(format!(
+                        "`scan` initial state must be {}, found {}",
+                        TensorType::new(b.dtype, want),
+                        h0
+                    ));
+                }
+            }
+            b.clone()
+        }
+        Op::ScanMatrix { axis } => {
+            if inputs.len() != 2 && inputs.len() != 3 {
+                return Err(format!(
+                    "`scan_matrix` takes 2 or 3 operands, found {}",
+                    inputs.len()
+                ));
+            }
+            let (a, b) = (t(0)?, t(1)?);
+            need_float(b, "scan_matrix")?;
+            if b.rank() < 2 || *axis != b.rank() - 2 {
+                return Err(format!(
+                    "`scan_matrix` input must be [..., T, N] with time axis {}, found {}",
+                    b.rank().saturating_sub(2),
+                    b
+                ));
+            }
+            let n = &b.shape[b.rank() - 1];
+            let mut want = b.shape.clone();
+            want.push(n.clone());
+            if a.shape != want || a.dtype != b.dtype {
+                return Err(format!(
+                    "`scan_matrix` transition must be {}, found {}",
+                    TensorType::new(b.dtype, want),
+                    a
+                ));
+            }
+            if inputs.len() == 3 {
+                let h0 = t(2)?;
+                let mut want = b.shape.clone();
+                want.remove(*axis);
+                if h0.shape != want || h0.dtype != b.dtype {
+                    return Err(format!(
+                        "`scan_matrix` initial state must be {}, found {}",
+                        TensorType::new(b.dtype, want),
+                        h0
+                    ));
+                }
+            }
+            b.clone()
+        }
+        Op::ScanFn {
+            axis,
+            n_state,
+            n_xs,
+            body,
+        } => return infer_scan_fn(*axis, *n_state, *n_xs, body, inputs),
+        Op::Extract { index } => {
+            arity(op, inputs, 1)?;
+            match inputs[0] {
+                Type::Tuple(ts) => ts
+                    .get(*index)
+                    .cloned()
+                    .ok_or_else(|| format!("tuple has {} elements, no element {index}", ts.len()))?,
+                Type::Tensor(_) => return Err("`extract` needs a tuple operand".into()),
+            }
+        }
+        Op::Conv1dCausal => {
+            arity(op, inputs, 2)?;
+            let (x, w) = (t(0)?, t(1)?);
+            need_float(x, "conv1d_causal")?;
+            if x.rank() < 2 || w.rank() != 2 {
+                return Err(format!(
+                    "`conv1d_causal` takes x: [..., T, C] and w: [C, K], found {x} and {w}"
+                ));
+            }
+            if w.shape[0] != x.shape[x.rank() - 1] || w.dtype != x.dtype {
+                return Err(format!(
+                    "`conv1d_causal` weight must be {}[{}, K], found {w}",
+                    x.dtype,
+                    x.shape[x.rank() - 1]
+                ));
+            }
+            x.clone()
+        }
+    };
+    Ok(Type::Tensor(out))
+}
+
+fn need_int(t: &TensorType, what: &str) -> R<()> {
+    if !t.dtype.is_int() {
+        return Err(format!("{what} must be an integer tensor, found {}", t.dtype));
+    }
+    Ok(())
+}
+
+fn need_float(t: &TensorType, what: &str) -> R<()> {
+    if !t.dtype.is_float() {
+        return Err(format!("`{what}` needs a float tensor, found {}", t.dtype));
+    }
+    Ok(())
+}
+
+fn same_rank_except(x: &TensorType, idx: &TensorType, axis: usize, what: &str) -> R<()> {
+    if x.rank() != idx.rank() {
+        return Err(format!(
+            "`{what}` index has rank {}, the tensor has rank {}",
+            idx.rank(),
+            x.rank()
+        ));
+    }
+    for (k, (a, b)) in x.shape.iter().zip(&idx.shape).enumerate() {
+        if k != axis && a != b {
+            return Err(format!(
+                "`{what}` index has {b} at axis {k}, the tensor has {a}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn infer_einsum(spec: &str, inputs: &[&Type]) -> R<TensorType> {
+    let (lhs, rhs) = spec
+        .split_once("->")
+        .ok_or_else(|| format!("einsum spec `{spec}` has no `->`"))?;
+    let terms: Vec<&str> = lhs.split(',').collect();
+    if terms.len() != inputs.len() {
+        return Err(format!(
+            "einsum spec `{spec}` names {} operand(s), found {}",
+            terms.len(),
+            inputs.len()
+        ));
+    }
+    let mut sizes: std::collections::BTreeMap<char, DimExpr> = Default::default();
+    let mut dtype = None;
+    for (i, (term, ty)) in terms.iter().zip(inputs).enumerate() {
+        let x = tensor(ty, &format!("einsum operand {}", i + 1))?;
+        if !x.dtype.is_float() && !x.dtype.is_int() {
+            return Err(format!("einsum does not accept dtype {}", x.dtype));
+        }
+        if let Some(d) = dtype {
+            if d != x.dtype {
+                return Err(format!("einsum operands have dtypes {d} and {}", x.dtype));
+            }
+        }
+        dtype = Some(x.dtype);
+        let letters: Vec<char> = term.chars().collect();
+        if letters.len() != x.rank() {
+            return Err(format!(
+                "einsum term `{term}` has {} letters, operand {} has rank {}",
+                letters.len(),
+                i + 1,
+                x.rank()
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (c, d) in letters.iter().zip(&x.shape) {
+            if !c.is_ascii_lowercase() {
+                return Err(format!("einsum letter `{c}` is not a lowercase letter"));
+            }
+            if !seen.insert(*c) {
+                return Err(format!("einsum term `{term}` repeats `{c}` (diagonals are not supported)"));
+            }
+            match sizes.get(c) {
+                Some(prev) if prev != d => {
+                    return Err(format!(
+                        "einsum letter `{c}` is {prev} in one operand and {d} in operand {}",
+                        i + 1
+                    ));
+                }
+                _ => {
+                    sizes.insert(*c, d.clone());
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for c in rhs.chars() {
+        if !seen.insert(c) {
+            return Err(format!("einsum output `{rhs}` repeats `{c}`"));
+        }
+        out.push(
+            sizes
+                .get(&c)
+                .cloned()
+                .ok_or_else(|| format!("einsum output letter `{c}` is in no operand"))?,
+        );
+    }
+    Ok(TensorType::new(dtype.unwrap_or(DType::F32), out))
+}
+
+fn infer_scan_fn(
+    axis: usize,
+    n_state: usize,
+    n_xs: usize,
+    body: &super::graph::Graph,
+    inputs: &[&Type],
+) -> R<Type> {
+    if n_state == 0 || n_xs == 0 || inputs.len() < n_state + n_xs {
+        return Err(format!(
+            "`scan_fn` needs at least one state and one sequence ({n_state} states, {n_xs} sequences, {} operands)",
+            inputs.len()
+        ));
+    }
+    let body_inputs: Vec<&TensorType> = body
+        .inputs()
+        .map(|(_, id)| body.tensor_ty(id))
+        .collect();
+    if body_inputs.len() != inputs.len() {
+        return Err(format!(
+            "`scan_fn` body takes {} inputs, the scan passes {}",
+            body_inputs.len(),
+            inputs.len()
+        ));
+    }
+    let mut len: Option<DimExpr> = None;
+    let mut states = Vec::new();
+    for (i, (ty, want)) in inputs.iter().zip(&body_inputs).enumerate() {
+        let x = tensor(ty, &format!("scan_fn operand {}", i + 1))?;
+        let per_step = if (n_state..n_state + n_xs).contains(&i) {
+            check_axis(axis, x.rank(), "scan_fn sequence")?;
+            let mut s = x.shape.clone();
+            let t = s.remove(axis);
+            match &len {
+                Some(l) if *l != t => {
+                    return Err(format!("`scan_fn` sequences have lengths {l} and {t}"));
+                }
+                _ => len = Some(t),
+            }
+            TensorType::new(x.dtype, s)
+        } else {
+            x.clone()
+        };
+        if per_step != **want {
+            return Err(format!(
+                "`scan_fn` body input {} is {want}, the scan passes {per_step}",
+                i + 1
+            ));
+        }
+        if i < n_state {
+            states.push(x.clone());
+        }
+    }
+    if body.outputs.len() != n_state {
+        return Err(format!(
+            "`scan_fn` body returns {} value(s) for {n_state} state(s)",
+            body.outputs.len()
+        ));
+    }
+    let len = len.expect("n_xs >= 1");
+    let mut out = Vec::new();
+    for (i, ((_, id), s)) in body.outputs.iter().zip(&states).enumerate() {
+        let got = body.ty(*id);
+        if got != &Type::Tensor(s.clone()) {
+            return Err(format!(
+                "`scan_fn` body returns {got} for state {}, which is {s}",
+                i + 1
+            ));
+        }
+        if axis > s.rank() {
+            return Err(format!("`scan_fn` axis {axis} is out of range for state {s}"));
+        }
+        let mut shape = s.shape.clone();
+        shape.insert(axis, len.clone());
+        out.push(TensorType::new(s.dtype, shape));
+    }
+    Ok(Type::Tuple(out))
+}

@@ -1,0 +1,383 @@
+//! The operators of the tensor IR and their exact semantics. This file is the contract that
+//! the interpreter, the type inference, the text form and every later backend implement.
+//!
+//! Conventions: shapes are row-major; axes are non-negative (the front end normalises
+//! negative axes); broadcasting is NumPy's (align right; a dim broadcasts only if it is the
+//! constant 1). Index results (`iota`, `argmax`, `argsort`, `topk` indices) are `i32`.
+
+use super::dim::DimExpr;
+use super::graph::Graph;
+use seqc_runtime::DType;
+
+/// Elementwise unary functions. Float only unless noted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UnaryOp {
+    /// −x (float or int).
+    Neg,
+    /// |x| (float or int).
+    Abs,
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// log(1 + x).
+    Log1p,
+    Sqrt,
+    /// 1 / sqrt(x).
+    Rsqrt,
+    /// 1 / x.
+    Recip,
+    /// 1 / (1 + e^−x).
+    Sigmoid,
+    /// log(1 + e^x), computed stably (x for x > 20, as torch does).
+    Softplus,
+    /// x · sigmoid(x).
+    Silu,
+    /// x · Φ(x) with the exact erf: 0.5·x·(1 + erf(x/√2)).
+    Gelu,
+    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    GeluTanh,
+    /// max(x, 0) (float or int).
+    Relu,
+    /// x if x > 0 else e^x − 1.
+    Elu,
+    Tanh,
+    Erf,
+    Sin,
+    Cos,
+    /// Largest integer ≤ x, as a float.
+    Floor,
+    /// Logical not (bool only).
+    Not,
+}
+
+/// Elementwise binary functions with broadcasting. Both operands have the same dtype.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    /// Float: true division. Int: floor division (rounds toward −∞, like Python's //).
+    Div,
+    /// Float: x − y·floor(x/y). Int: Python's %, sign of the divisor. Division by zero is an
+    /// evaluation error for ints.
+    Rem,
+    /// x^y (float only).
+    Pow,
+    Max,
+    Min,
+    /// Comparisons produce `bool`.
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    /// Logical and / or (bool only).
+    And,
+    Or,
+}
+
+impl BinaryOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq | BinaryOp::Ne
+        )
+    }
+}
+
+/// Reductions over a set of axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReduceOp {
+    /// Σ (accumulated in f64 by the interpreter).
+    Sum,
+    /// Σ / count.
+    Mean,
+    Max,
+    Min,
+    /// log Σ e^x, computed as m + log Σ e^{x−m} with m the max (−∞ if all are −∞).
+    LogSumExp,
+}
+
+/// Distributions for compile-time random constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Distribution {
+    /// Standard normal N(0, 1).
+    Normal,
+    /// Uniform on [0, 1).
+    Uniform,
+}
+
+/// A scalar literal.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Literal {
+    Float(f64),
+    Int(i64),
+    Bool(bool),
+}
+
+/// One operator. Inputs are listed per variant as `inputs: [..]`; attributes are fields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A run-time input; inputs: []. Type given by the declaration.
+    Input { name: String },
+    /// A weight; inputs: []. `name` is the checkpoint key (may contain dots).
+    Param { name: String },
+    /// A scalar constant of `dtype`; inputs: []. Shape [].
+    Const { value: Literal, dtype: DType },
+    /// inputs: []. Out[i₀..iₙ] = i_axis, dtype i32, of the given shape.
+    Iota { shape: Vec<DimExpr>, axis: usize },
+    /// inputs: []. A constant f32 tensor drawn from `dist` with the project's seeded RNG
+    /// (`seqc::rng`): the same seed and shape give the same values on every backend.
+    Random {
+        shape: Vec<DimExpr>,
+        dist: Distribution,
+        seed: u64,
+    },
+    /// inputs: [x]. Elementwise.
+    Unary(UnaryOp),
+    /// inputs: [a, b]. Elementwise with broadcasting; out dtype = a's, bool for comparisons.
+    Binary(BinaryOp),
+    /// inputs: [cond (bool), a, b]. Out = cond ? a : b, broadcasting all three.
+    Select,
+    /// inputs: [x]. Converts each element: float→int truncates toward zero; bool→number is 0/1;
+    /// number→bool is x ≠ 0.
+    Cast { to: DType },
+    /// inputs: [x]. Reduces the sorted, distinct `axes`; with `keepdim` they stay as 1.
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+        keepdim: bool,
+    },
+    /// inputs: one per operand term. `spec` is e.g. `"bhtd,bhsd->bhts"`: one lowercase letter
+    /// per axis, each letter of equal size wherever it appears (no broadcasting), output
+    /// letters distinct and drawn from the inputs; letters missing from the output are
+    /// summed (f64 accumulation in the interpreter).
+    Einsum { spec: String },
+    /// inputs: [x]. Same elements in row-major order; products of shapes are equal.
+    Reshape { shape: Vec<DimExpr> },
+    /// inputs: [x]. Out axis i is input axis perm[i].
+    Transpose { perm: Vec<usize> },
+    /// inputs: [x]. Broadcasts to `shape` (NumPy rules, rank may grow on the left).
+    Broadcast { shape: Vec<DimExpr> },
+    /// inputs: [x]. Elements start, start+step, … < end along `axis`; 0 ≤ start ≤ end ≤ dim,
+    /// step ≥ 1. Out size ceil((end − start) / step).
+    Slice {
+        axis: usize,
+        start: DimExpr,
+        end: DimExpr,
+        step: i64,
+    },
+    /// inputs: [x₀, x₁, …] (at least one). Joined along `axis`; other dims equal.
+    Concat { axis: usize },
+    /// inputs: [x]. `before` and `after` copies of `value` added along `axis`.
+    Pad {
+        axis: usize,
+        before: DimExpr,
+        after: DimExpr,
+        value: Literal,
+    },
+    /// inputs: [x, idx (int)]. Index select: out shape = x[..axis] ++ idx.shape ++ x[axis+1..],
+    /// out[a, j…, b] = x[a, idx[j…], b]. Out-of-range indices are an evaluation error.
+    Take { axis: usize },
+    /// inputs: [x, idx (int)]. torch.gather: same rank, idx dims ≤ x dims except along `axis`
+    /// where any size is allowed; out shape = idx shape; out[p] = x[p with p_axis = idx[p]].
+    Gather { axis: usize },
+    /// inputs: [base, idx (int), src]. torch.scatter_add: idx and src have the same shape,
+    /// out = base; out[p with p_axis = idx[p]] += src[p] for every p of idx.
+    ScatterAdd { axis: usize },
+    /// inputs: [x]. Values sorted along `axis` (stable).
+    Sort { axis: usize, descending: bool },
+    /// inputs: [x]. The stable permutation that sorts along `axis`, i32.
+    Argsort { axis: usize, descending: bool },
+    /// inputs: [x]. The k largest (or smallest) along `axis`, in sorted order, ties broken by
+    /// lower index first; `indices` selects returning their i32 positions instead of values.
+    TopK {
+        axis: usize,
+        k: DimExpr,
+        largest: bool,
+        indices: bool,
+    },
+    /// inputs: [x]. Index of the first maximum along `axis` (axis removed), i32.
+    ArgMax { axis: usize },
+    /// inputs: [a, b] or [a, b, h0]. Linear recurrence along `axis`:
+    /// h_t = a_t ⊙ h_{t−1} + b_t with h_{−1} = h0 (zeros when absent); out = all h_t.
+    /// a broadcasts to b's shape; h0 has b's shape without `axis`. `reverse` runs t downwards.
+    Scan { axis: usize, reverse: bool },
+    /// inputs: [a, b] or [a, b, h0]. Matrix recurrence: a: [..., T, N, N], b: [..., T, N],
+    /// h_t[n] = Σ_m a_t[n, m] h_{t−1}[m] + b_t[n]; `axis` is b's time axis (rank(b) − 2).
+    ScanMatrix { axis: usize },
+    /// inputs: [init₀..init_{s−1}, xs₀..xs_{m−1}, captures…]. General scan along `axis` of
+    /// the `xs`: the body graph takes (state₀..state_{s−1}, x₀[t]..x_{m−1}[t], captures…) as its
+    /// inputs in that order and returns the new states as its outputs in order. Result is a
+    /// tuple of the s states stacked along `axis` (each state's shape with T inserted at
+    /// `axis`). `n_state` = s, `n_xs` = m.
+    ScanFn {
+        axis: usize,
+        n_state: usize,
+        n_xs: usize,
+        body: Box<Graph>,
+    },
+    /// inputs: [tuple]. Element `index` of a tuple value.
+    Extract { index: usize },
+    /// inputs: [x: [..., T, C], w: [C, K]]. Depthwise causal conv along axis rank−2:
+    /// out[..., t, c] = Σ_{k<K} w[c, k] · x[..., t − (K−1) + k, c], zeros before t = 0.
+    Conv1dCausal,
+}
+
+impl Op {
+    /// The operator's name in the IR text form.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Param { .. } => "param",
+            Op::Const { .. } => "const",
+            Op::Iota { .. } => "iota",
+            Op::Random { .. } => "random",
+            Op::Unary(u) => unary_name(*u),
+            Op::Binary(b) => binary_name(*b),
+            Op::Select => "select",
+            Op::Cast { .. } => "cast",
+            Op::Reduce { op, .. } => reduce_name(*op),
+            Op::Einsum { .. } => "einsum",
+            Op::Reshape { .. } => "reshape",
+            Op::Transpose { .. } => "transpose",
+            Op::Broadcast { .. } => "broadcast",
+            Op::Slice { .. } => "slice",
+            Op::Concat { .. } => "concat",
+            Op::Pad { .. } => "pad",
+            Op::Take { .. } => "take",
+            Op::Gather { .. } => "gather",
+            Op::ScatterAdd { .. } => "scatter_add",
+            Op::Sort { .. } => "sort",
+            Op::Argsort { .. } => "argsort",
+            Op::TopK { .. } => "topk",
+            Op::ArgMax { .. } => "argmax",
+            Op::Scan { .. } => "scan",
+            Op::ScanMatrix { .. } => "scan_matrix",
+            Op::ScanFn { .. } => "scan_fn",
+            Op::Extract { .. } => "extract",
+            Op::Conv1dCausal => "conv1d_causal",
+        }
+    }
+}
+
+pub const UNARY_OPS: [UnaryOp; 21] = [
+    UnaryOp::Neg,
+    UnaryOp::Abs,
+    UnaryOp::Exp,
+    UnaryOp::Log,
+    UnaryOp::Log1p,
+    UnaryOp::Sqrt,
+    UnaryOp::Rsqrt,
+    UnaryOp::Recip,
+    UnaryOp::Sigmoid,
+    UnaryOp::Softplus,
+    UnaryOp::Silu,
+    UnaryOp::Gelu,
+    UnaryOp::GeluTanh,
+    UnaryOp::Relu,
+    UnaryOp::Elu,
+    UnaryOp::Tanh,
+    UnaryOp::Erf,
+    UnaryOp::Sin,
+    UnaryOp::Cos,
+    UnaryOp::Floor,
+    UnaryOp::Not,
+];
+
+pub const BINARY_OPS: [BinaryOp; 16] = [
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Div,
+    BinaryOp::Rem,
+    BinaryOp::Pow,
+    BinaryOp::Max,
+    BinaryOp::Min,
+    BinaryOp::Lt,
+    BinaryOp::Le,
+    BinaryOp::Gt,
+    BinaryOp::Ge,
+    BinaryOp::Eq,
+    BinaryOp::Ne,
+    BinaryOp::And,
+    BinaryOp::Or,
+];
+
+pub const REDUCE_OPS: [ReduceOp; 5] = [
+    ReduceOp::Sum,
+    ReduceOp::Mean,
+    ReduceOp::Max,
+    ReduceOp::Min,
+    ReduceOp::LogSumExp,
+];
+
+pub fn unary_name(u: UnaryOp) -> &'static str {
+    match u {
+        UnaryOp::Neg => "neg",
+        UnaryOp::Abs => "abs",
+        UnaryOp::Exp => "exp",
+        UnaryOp::Log => "log",
+        UnaryOp::Log1p => "log1p",
+        UnaryOp::Sqrt => "sqrt",
+        UnaryOp::Rsqrt => "rsqrt",
+        UnaryOp::Recip => "recip",
+        UnaryOp::Sigmoid => "sigmoid",
+        UnaryOp::Softplus => "softplus",
+        UnaryOp::Silu => "silu",
+        UnaryOp::Gelu => "gelu",
+        UnaryOp::GeluTanh => "gelu_tanh",
+        UnaryOp::Relu => "relu",
+        UnaryOp::Elu => "elu",
+        UnaryOp::Tanh => "tanh",
+        UnaryOp::Erf => "erf",
+        UnaryOp::Sin => "sin",
+        UnaryOp::Cos => "cos",
+        UnaryOp::Floor => "floor",
+        UnaryOp::Not => "not",
+    }
+}
+
+pub fn binary_name(b: BinaryOp) -> &'static str {
+    match b {
+        BinaryOp::Add => "add",
+        BinaryOp::Sub => "sub",
+        BinaryOp::Mul => "mul",
+        BinaryOp::Div => "div",
+        BinaryOp::Rem => "rem",
+        BinaryOp::Pow => "pow",
+        BinaryOp::Max => "maximum",
+        BinaryOp::Min => "minimum",
+        BinaryOp::Lt => "lt",
+        BinaryOp::Le => "le",
+        BinaryOp::Gt => "gt",
+        BinaryOp::Ge => "ge",
+        BinaryOp::Eq => "eq",
+        BinaryOp::Ne => "ne",
+        BinaryOp::And => "and",
+        BinaryOp::Or => "or",
+    }
+}
+
+pub fn reduce_name(r: ReduceOp) -> &'static str {
+    match r {
+        ReduceOp::Sum => "sum",
+        ReduceOp::Mean => "mean",
+        ReduceOp::Max => "max",
+        ReduceOp::Min => "min",
+        ReduceOp::LogSumExp => "logsumexp",
+    }
+}
+
+pub fn unary_from_name(s: &str) -> Option<UnaryOp> {
+    UNARY_OPS.into_iter().find(|u| unary_name(*u) == s)
+}
+
+pub fn binary_from_name(s: &str) -> Option<BinaryOp> {
+    BINARY_OPS.into_iter().find(|b| binary_name(*b) == s)
+}
+
+pub fn reduce_from_name(s: &str) -> Option<ReduceOp> {
+    REDUCE_OPS.into_iter().find(|r| reduce_name(*r) == s)
+}

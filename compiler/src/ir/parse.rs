@@ -1,0 +1,1 @@
+//! IR text form: parsing what print.rs writes.

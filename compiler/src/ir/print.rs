@@ -1,0 +1,1 @@
+//! IR text form: printing (see parse.rs for the reader).

@@ -1,0 +1,1 @@
+//! The IR verifier: checks the invariants listed in graph.rs.

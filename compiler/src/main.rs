@@ -1,0 +1,2 @@
+//! The `seqc` command-line tool.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Integration-test helpers shared by the test files in this folder.
