@@ -1,2 +1,220 @@
-//! The `seqc` command-line tool.
-fn main() {}
+//! The `seqc` command-line tool: `check`, `dump`, `info`, `run`.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use seqc::frontend;
+use seqc::ir::{DimBindings, Graph};
+use seqc_runtime::{HostTensor, io};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "seqc", version, about = "A compiler for sequence-model architectures")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Stage {
+    /// The parsed spec, re-printed canonically.
+    Ast,
+    /// The tensor IR after lowering and verification.
+    Ir,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// The reference interpreter (the numerical oracle).
+    Interp,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check a spec: prints `ok`, or its diagnostics and exits with status 1.
+    Check { file: PathBuf },
+    /// Print a stage's canonical text on stdout.
+    Dump {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "ir")]
+        stage: Stage,
+    },
+    /// Print the spec's dims, params, inputs and outputs as JSON.
+    Info { file: PathBuf },
+    /// Run a spec. Weights and inputs not given are filled with seeded random values.
+    Run {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: Backend,
+        /// Dims as NAME=VALUE,NAME=VALUE (e.g. T=64,B=1).
+        #[arg(long, default_value = "")]
+        dims: String,
+        /// Weights (safetensors), keyed by param name.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Inputs (safetensors), keyed by input name.
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        /// Seed for tensors that are filled randomly.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write the outputs to this safetensors file.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads a spec, printing its diagnostics on failure.
+fn load(file: &Path) -> Option<Graph> {
+    match frontend::load_file(file) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprint!("{}", e.render(std::io::stderr().is_terminal()));
+            None
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Check { file } => {
+            let Some(g) = load(&file) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            println!(
+                "ok: {} ({} dims, {} params, {} inputs, {} outputs, {} nodes)",
+                file.display(),
+                g.dims.len(),
+                g.params().count(),
+                g.inputs().count(),
+                g.outputs.len(),
+                g.nodes.len()
+            );
+        }
+        Cmd::Dump { file, stage } => match stage {
+            Stage::Ast => {
+                let src = match frontend::read_source(&file) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprint!("{}", e.render(std::io::stderr().is_terminal()));
+                        return Ok(ExitCode::FAILURE);
+                    }
+                };
+                match frontend::parse(&file.display().to_string(), &src) {
+                    Ok(p) => print!("{}", seqc::syntax::print::print_program(&p)),
+                    Err(e) => {
+                        eprint!("{}", e.render(std::io::stderr().is_terminal()));
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
+            Stage::Ir => {
+                let Some(g) = load(&file) else {
+                    return Ok(ExitCode::FAILURE);
+                };
+                print!("{}", seqc::ir::print::print_graph(&g));
+            }
+        },
+        Cmd::Info { file } => {
+            let Some(g) = load(&file) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            println!("{}", serde_json::to_string_pretty(&seqc::info::info(&g))?);
+        }
+        Cmd::Run {
+            file,
+            backend: Backend::Interp,
+            dims,
+            weights,
+            inputs,
+            seed,
+            output,
+        } => {
+            let Some(g) = load(&file) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let given = parse_dims(&dims)?;
+            let mut tensors = BTreeMap::new();
+            for (path, kind) in [(&weights, "weights"), (&inputs, "inputs")] {
+                if let Some(p) = path {
+                    let t = io::read_safetensors(p)
+                        .with_context(|| format!("reading {kind} from {}", p.display()))?;
+                    for (name, v) in t {
+                        if tensors.insert(name.clone(), v).is_some() {
+                            bail!("tensor `{name}` is given by both --weights and --inputs");
+                        }
+                    }
+                }
+            }
+            let bound = seqc::bind::bind_dims(&g, &given, &tensors)?;
+            let filled = seqc::bind::fill_missing(&g, &bound, &mut tensors, seed)?;
+            if !filled.is_empty() {
+                eprintln!(
+                    "note: filled {} tensor(s) with seeded random values (seed {seed}): {}",
+                    filled.len(),
+                    filled.join(", ")
+                );
+            }
+            seqc::bind::check_tensors(&g, &bound, &tensors)?;
+            let outs = seqc::interp::run(&g, &bound, &tensors)?;
+            let dims_s: Vec<String> = bound.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            eprintln!("ran {} with interp at {}", file.display(), dims_s.join(","));
+            for (name, t) in &outs {
+                println!("{}", summarize(name, t));
+            }
+            if let Some(o) = output {
+                io::write_safetensors(&o, &outs)
+                    .with_context(|| format!("writing outputs to {}", o.display()))?;
+                eprintln!("wrote {} output(s) to {}", outs.len(), o.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `T=64,B=1`.
+fn parse_dims(s: &str) -> Result<DimBindings> {
+    let mut out = DimBindings::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            bail!("--dims: expected NAME=VALUE, found `{part}`");
+        };
+        let v: i64 = v
+            .trim()
+            .parse()
+            .with_context(|| format!("--dims: `{}` is not an integer (for `{}`)", v.trim(), k.trim()))?;
+        if out.insert(k.trim().to_string(), v).is_some() {
+            bail!("--dims: `{}` is given twice", k.trim());
+        }
+    }
+    Ok(out)
+}
+
+/// One line per output: name, dtype, shape, a few statistics and the first values.
+fn summarize(name: &str, t: &HostTensor) -> String {
+    let v = t.to_f64_vec();
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let absmax = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:.6}")).collect();
+    format!(
+        "{name}: {}{:?} mean={mean:.6} absmax={absmax:.6} [{}{}]",
+        t.dtype(),
+        t.shape,
+        head.join(", "),
+        if v.len() > 6 { ", …" } else { "" }
+    )
+}
