@@ -96,7 +96,7 @@ impl DimExpr {
 
     pub fn neg(&self) -> DimExpr {
         DimExpr {
-            terms: self.terms.iter().map(|(m, c)| (m.clone(), -c)).collect(),
+            terms: self.terms.iter().map(|(m, c)| (m.clone(), c.saturating_neg())).collect(),
         }
     }
 
@@ -215,7 +215,9 @@ impl From<i64> for DimExpr {
 fn fmt_atom(a: &Atom, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match a {
         Atom::Sym(s) => f.write_str(s),
+        Atom::FloorDiv(e, d) if e.terms.len() > 1 => write!(f, "(({e}) / {d})"),
         Atom::FloorDiv(e, d) => write!(f, "({e} / {d})"),
+        Atom::Mod(e, d) if e.terms.len() > 1 => write!(f, "(({e}) % {d})"),
         Atom::Mod(e, d) => write!(f, "({e} % {d})"),
     }
 }

@@ -175,7 +175,7 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
             arity(op, inputs, 3)?;
             let (c, a, b) = (t(0)?, t(1)?, t(2)?);
             if c.dtype != DType::Bool {
-                return Err(format!("`select` condition must be bool, found {}", c.dtype));
+                return Err(format!("the condition must be bool, found {}", c.dtype));
             }
             if a.dtype != b.dtype {
                 return Err(format!(

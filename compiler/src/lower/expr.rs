@@ -192,7 +192,7 @@ impl<'a> Lowerer<'a> {
                 if !hint.is_float() {
                     self.error(
                         span,
-                        format!("the number {f} cannot be combined with a {hint} tensor"),
+                        format!("the number {f} cannot be combined with a tensor of dtype {hint}"),
                         "a float literal",
                     );
                     return None;
@@ -203,7 +203,7 @@ impl<'a> Lowerer<'a> {
                 if hint != DType::Bool {
                     self.error(
                         span,
-                        format!("a boolean cannot be combined with a {hint} tensor"),
+                        format!("a boolean cannot be combined with a tensor of dtype {hint}"),
                         "a bool literal",
                     );
                     return None;

@@ -32,7 +32,12 @@ pub fn parse_program(src: &str, file: u16) -> (Program, Vec<SyntaxError>) {
         let before = p.pos;
         match p.item(true) {
             Ok(it) => items.push(it),
-            Err(()) => p.recover(),
+            Err(()) => {
+                p.recover();
+                if p.is_punct("}") {
+                    p.bump();
+                }
+            }
         }
         if p.pos == before {
             p.pos += 1; // guarantee progress
@@ -105,7 +110,7 @@ impl Parser {
                 Ok(Ident { name, span })
             }
             Tok::Kw(k) => {
-                let span = self.span();
+                let span = self.bump().span;
                 self.error(
                     format!("expected {what}, found keyword `{k}`"),
                     span,
@@ -155,10 +160,9 @@ impl Parser {
     }
 
     fn enter(&mut self) -> P<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
+        if self.depth >= MAX_DEPTH {
+            // Report once, then skip to the end so the unwinding adds no further errors.
             let span = self.span();
-            self.depth = 0; // report once; the caller unwinds
             self.pos = self.toks.len() - 1;
             return self.error(
                 format!("nesting is deeper than {MAX_DEPTH} levels"),
@@ -166,6 +170,7 @@ impl Parser {
                 "too deeply nested",
             );
         }
+        self.depth += 1;
         Ok(())
     }
 
@@ -261,6 +266,7 @@ impl Parser {
             }
             Tok::Kw(k @ ("dim" | "input" | "output" | "fn")) => {
                 let (k, span) = (*k, self.span());
+                self.bump(); // recovery then skips the rest of this statement
                 return self.error(
                     format!("`{k}` is only allowed at the top level of a file"),
                     span,
@@ -300,14 +306,25 @@ impl Parser {
 
     fn block(&mut self) -> P<Block> {
         self.enter()?;
+        let b = self.block_inner();
+        self.depth -= 1;
+        b
+    }
+
+    fn block_inner(&mut self) -> P<Block> {
         let open = self.expect_punct("{")?;
         let mut stmts = Vec::new();
         loop {
-            if self.is_kw("let") || self.is_kw("const") || self.is_kw("param") {
+            let stmt_kw = ["let", "const", "param", "input", "output", "dim", "fn"];
+            if stmt_kw.iter().any(|k| self.is_kw(k)) {
+                let before = self.pos;
                 match self.item(false) {
                     Ok(it) => stmts.push(it),
                     Err(()) => {
                         self.recover();
+                        if self.pos == before {
+                            self.bump(); // always make progress
+                        }
                         if self.is_punct("}") || self.at_eof() {
                             break;
                         }
@@ -319,7 +336,6 @@ impl Parser {
         }
         if self.is_punct("}") {
             let span = self.span();
-            self.depth -= 1;
             return self.error(
                 "a block must end with an expression, its value".into(),
                 span,
@@ -328,7 +344,6 @@ impl Parser {
         }
         let result = self.expr()?;
         let close = self.expect_punct("}")?;
-        self.depth -= 1;
         Ok(Block {
             stmts,
             result: Box::new(result),
@@ -562,6 +577,14 @@ impl Parser {
                     init: Box::new(init),
                     body,
                 }
+            }
+            Tok::Kw(k) => {
+                let span = self.bump().span;
+                return self.error(
+                    format!("expected an expression, found keyword `{k}`"),
+                    span,
+                    "keywords cannot be used as values",
+                );
             }
             _ => return self.expected("an expression"),
         };
