@@ -1,2 +1,227 @@
-//! xtask: project automation.
-fn main() {}
+//! xtask: project automation, in Rust. `cargo xtask demo` runs the main job end to end;
+//! `cargo xtask test` runs every check CI runs. Both install what is missing and say so.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const USAGE: &str = "usage: cargo xtask <demo|test|setup>
+  demo   build seqc, then check, inspect and run the shipped specs on their reference fixtures
+  test   fmt --check, clippy -D warnings, and every test (CI runs this)
+  setup  install what is missing (rustfmt, clippy, LLVM 19 dev packages) and nothing else";
+
+/// Debian packages the compiler links (LLVM 19 for the CPU and GPU backends).
+const APT_PACKAGES: &[&str] = &[
+    "llvm-19-dev",
+    "libpolly-19-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "libxml2-dev",
+    "libz3-dev",
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("demo") => {
+            setup()?;
+            demo(&root)
+        }
+        Some("test") => {
+            setup()?;
+            test()
+        }
+        Some("setup") => setup(),
+        _ => {
+            eprintln!("{USAGE}");
+            bail!("unknown or missing xtask command")
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {}", show(cmd));
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot start `{}`", show(cmd)))?;
+    if !st.success() {
+        bail!("`{}` failed ({st})", show(cmd));
+    }
+    Ok(())
+}
+
+fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn ok(cmd: &mut Command) -> bool {
+    cmd.output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// Installs what is missing, saying what it installs.
+fn setup() -> Result<()> {
+    for comp in ["rustfmt", "clippy"] {
+        let probe = if comp == "rustfmt" { "fmt" } else { "clippy" };
+        if !ok(Command::new("cargo").args([probe, "--version"])) {
+            eprintln!("xtask: installing the rustup component `{comp}`");
+            run(Command::new("rustup").args(["component", "add", comp]))?;
+        }
+    }
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !ok(Command::new("dpkg").args(["-s", p])))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !ok(Command::new("apt-get").arg("--version")) {
+        eprintln!(
+            "xtask: warning: apt-get not found; install these yourself: {}",
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    let is_root = ok(Command::new("sh").args(["-c", "[ \"$(id -u)\" = 0 ]"]));
+    let mut prefix: Vec<&str> = Vec::new();
+    if !is_root {
+        prefix.push("sudo");
+    }
+    let mut update = Command::new(if is_root { "apt-get" } else { "sudo" });
+    update.args(prefix.iter().skip(1)).args(if is_root {
+        vec!["update", "-qq"]
+    } else {
+        vec!["apt-get", "update", "-qq"]
+    });
+    run(&mut update)?;
+    let mut install = Command::new(if is_root { "apt-get" } else { "sudo" });
+    if !is_root {
+        install.arg("apt-get");
+    }
+    install
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(&mut install)
+}
+
+fn test() -> Result<()> {
+    run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    run(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(Command::new("cargo")
+        .args(["test", "--workspace", "--quiet"])
+        .env("CI", "true")
+        .env("INSTA_UPDATE", "no"))?;
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+fn demo(root: &Path) -> Result<()> {
+    run(Command::new("cargo").args(["build", "--release", "--quiet", "--bin", "seqc"]))?;
+    let seqc = root.join("target/release/seqc");
+    let spec = "ir-specs/linear_attention.seq";
+    eprintln!("\n== 1. check a spec (type and shape checked, diagnostics on error)");
+    run(Command::new(&seqc).args(["check", spec]))?;
+    eprintln!("\n== 2. its interface");
+    run(Command::new(&seqc).args(["info", spec]))?;
+    eprintln!("\n== 3. run it on the interpreter with random weights and inputs");
+    run(Command::new(&seqc).args(["run", spec, "--dims", "B=1,T=16"]))?;
+    eprintln!("\n== 4. run every shipped spec on its reference fixture and compare");
+    let fixtures = root.join("tests/fixtures");
+    let mut names: Vec<String> = std::fs::read_dir(&fixtures)
+        .with_context(|| format!("reading {}", fixtures.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".json").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    let out_dir = std::env::temp_dir().join("seqc-demo");
+    std::fs::create_dir_all(&out_dir)?;
+    for name in names {
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures.join(format!("{name}.json")))?)?;
+        let spec_name = meta["spec"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| name.split('.').next().unwrap_or(&name).to_string());
+        let dims = meta["dims"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let reference = meta["reference"].as_str().unwrap_or("?");
+        let out = out_dir.join(format!("{name}.out.safetensors"));
+        run(Command::new(&seqc).args([
+            "run",
+            &format!("ir-specs/{spec_name}.seq"),
+            "--dims",
+            &dims,
+            "--weights",
+            &fixtures.join(format!("{name}.weights.safetensors")).to_string_lossy(),
+            "--inputs",
+            &fixtures.join(format!("{name}.inputs.safetensors")).to_string_lossy(),
+            "-o",
+            &out.to_string_lossy(),
+        ]))?;
+        let err = compare(&out, &fixtures.join(format!("{name}.expected.safetensors")))?;
+        let verdict = if err <= 1e-4 { "ok" } else { "MISMATCH" };
+        eprintln!("{verdict}: {name}: max relative error {err:.2e} against {reference}");
+        if err > 1e-4 {
+            bail!("{name} does not match its reference");
+        }
+    }
+    eprintln!("\nxtask: demo finished");
+    Ok(())
+}
+
+/// Max |got − want| / max(1, max |want|) over every output in `expected`.
+fn compare(got: &Path, expected: &Path) -> Result<f64> {
+    let got = seqc_runtime::io::read_safetensors(got)?;
+    let want = seqc_runtime::io::read_safetensors(expected)?;
+    let mut worst = 0.0f64;
+    for (name, w) in &want {
+        let g = got
+            .get(name)
+            .with_context(|| format!("output `{name}` is missing"))?;
+        if g.shape != w.shape {
+            bail!("output `{name}`: shape {:?}, expected {:?}", g.shape, w.shape);
+        }
+        let (gv, wv) = (g.to_f64_vec(), w.to_f64_vec());
+        let scale = wv.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+        let err = gv
+            .iter()
+            .zip(&wv)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        worst = worst.max(err / scale);
+    }
+    Ok(worst)
+}
