@@ -50,7 +50,10 @@ fn diagnostics_point_into_the_source() {
     for path in files("tests/errors", "seq") {
         let out = render(&path);
         let name = rel(&path);
-        assert!(out.contains(&format!("[{name}:")) || out.contains("[<prelude>:"), "{name}: no location in\n{out}");
+        assert!(
+            out.contains(&format!("[{name}:")) || out.contains("[<prelude>:"),
+            "{name}: no location in\n{out}"
+        );
         assert!(out.contains('─'), "{name}: no source excerpt in\n{out}");
     }
 }

@@ -28,7 +28,8 @@ fn ast_text_round_trips() {
         let src = std::fs::read_to_string(&path).unwrap();
         let p1 = frontend::parse(&rel(&path), &src).unwrap();
         let t1 = syntax::print::print_program(&p1);
-        let p2 = frontend::parse("reprinted", &t1).unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let p2 =
+            frontend::parse("reprinted", &t1).unwrap_or_else(|e| panic!("{}", e.render(false)));
         assert_eq!(t1, syntax::print::print_program(&p2), "{}", rel(&path));
         // The re-printed source lowers to the same IR.
         let g1 = frontend::load_str("a", &src).unwrap();

@@ -35,8 +35,14 @@ pub fn read_source(path: &Path) -> Result<String, SpecErrors> {
         let at = e.utf8_error().valid_up_to();
         let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
         // Point at the replacement character in the lossy text.
-        let start = lossy[..].char_indices().nth(String::from_utf8_lossy(&e.as_bytes()[..at]).chars().count()).map_or(at, |(i, _)| i);
-        let end = lossy[start..].chars().next().map_or(start, |c| start + c.len_utf8());
+        let start = lossy[..]
+            .char_indices()
+            .nth(String::from_utf8_lossy(&e.as_bytes()[..at]).chars().count())
+            .map_or(at, |(i, _)| i);
+        let end = lossy[start..]
+            .chars()
+            .next()
+            .map_or(start, |c| start + c.len_utf8());
         errors(
             &name,
             &lossy,

@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "seqc", version, about = "A compiler for sequence-model architectures")]
+#[command(
+    name = "seqc",
+    version,
+    about = "A compiler for sequence-model architectures"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -192,10 +196,13 @@ fn parse_dims(s: &str) -> Result<DimBindings> {
         let Some((k, v)) = part.split_once('=') else {
             bail!("--dims: expected NAME=VALUE, found `{part}`");
         };
-        let v: i64 = v
-            .trim()
-            .parse()
-            .with_context(|| format!("--dims: `{}` is not an integer (for `{}`)", v.trim(), k.trim()))?;
+        let v: i64 = v.trim().parse().with_context(|| {
+            format!(
+                "--dims: `{}` is not an integer (for `{}`)",
+                v.trim(),
+                k.trim()
+            )
+        })?;
         if out.insert(k.trim().to_string(), v).is_some() {
             bail!("--dims: `{}` is given twice", k.trim());
         }

@@ -65,7 +65,11 @@ impl HostTensor {
     }
 
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "shape/data mismatch");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "shape/data mismatch"
+        );
         HostTensor {
             shape,
             data: TensorData::F32(data),
@@ -94,7 +98,11 @@ impl HostTensor {
 
     /// Builds a tensor of `dtype` from f64 values (rounded to the dtype).
     pub fn from_f64(dtype: DType, shape: Vec<usize>, v: &[f64]) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), v.len(), "shape/data mismatch");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            v.len(),
+            "shape/data mismatch"
+        );
         let data = match dtype {
             DType::F32 => TensorData::F32(v.iter().map(|&x| x as f32).collect()),
             DType::F16 => TensorData::F16(v.iter().map(|&x| f16::from_f64(x)).collect()),

@@ -163,8 +163,9 @@ fn demo(root: &Path) -> Result<()> {
     let out_dir = std::env::temp_dir().join("seqc-demo");
     std::fs::create_dir_all(&out_dir)?;
     for name in names {
-        let meta: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(fixtures.join(format!("{name}.json")))?)?;
+        let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            fixtures.join(format!("{name}.json")),
+        )?)?;
         let spec_name = meta["spec"]
             .as_str()
             .map(str::to_string)
@@ -186,9 +187,13 @@ fn demo(root: &Path) -> Result<()> {
             "--dims",
             &dims,
             "--weights",
-            &fixtures.join(format!("{name}.weights.safetensors")).to_string_lossy(),
+            &fixtures
+                .join(format!("{name}.weights.safetensors"))
+                .to_string_lossy(),
             "--inputs",
-            &fixtures.join(format!("{name}.inputs.safetensors")).to_string_lossy(),
+            &fixtures
+                .join(format!("{name}.inputs.safetensors"))
+                .to_string_lossy(),
             "-o",
             &out.to_string_lossy(),
         ]))?;
@@ -213,7 +218,11 @@ fn compare(got: &Path, expected: &Path) -> Result<f64> {
             .get(name)
             .with_context(|| format!("output `{name}` is missing"))?;
         if g.shape != w.shape {
-            bail!("output `{name}`: shape {:?}, expected {:?}", g.shape, w.shape);
+            bail!(
+                "output `{name}`: shape {:?}, expected {:?}",
+                g.shape,
+                w.shape
+            );
         }
         let (gv, wv) = (g.to_f64_vec(), w.to_f64_vec());
         let scale = wv.iter().fold(1.0f64, |m, x| m.max(x.abs()));

@@ -96,7 +96,11 @@ impl DimExpr {
 
     pub fn neg(&self) -> DimExpr {
         DimExpr {
-            terms: self.terms.iter().map(|(m, c)| (m.clone(), c.saturating_neg())).collect(),
+            terms: self
+                .terms
+                .iter()
+                .map(|(m, c)| (m.clone(), c.saturating_neg()))
+                .collect(),
         }
     }
 
@@ -273,7 +277,10 @@ mod tests {
         let b = DimExpr::sym("B");
         let t = DimExpr::sym("T");
         let x = b.mul(&t).mul(&DimExpr::constant(64));
-        let y = t.mul(&DimExpr::constant(16)).mul(&b).mul(&DimExpr::constant(4));
+        let y = t
+            .mul(&DimExpr::constant(16))
+            .mul(&b)
+            .mul(&DimExpr::constant(4));
         assert_eq!(x, y);
         assert_eq!(x.to_string(), "64*B*T");
         assert_eq!(t.sub(&t), DimExpr::constant(0));

@@ -19,8 +19,16 @@ pub fn broadcast_shapes(a: &[DimExpr], b: &[DimExpr]) -> R<Shape> {
     let one = DimExpr::constant(1);
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let da = if i + a.len() >= n { &a[i + a.len() - n] } else { &one };
-        let db = if i + b.len() >= n { &b[i + b.len() - n] } else { &one };
+        let da = if i + a.len() >= n {
+            &a[i + a.len() - n]
+        } else {
+            &one
+        };
+        let db = if i + b.len() >= n {
+            &b[i + b.len() - n]
+        } else {
+            &one
+        };
         if da == db || *db == one {
             out.push(da.clone());
         } else if *da == one {
@@ -66,19 +74,17 @@ fn check_axis(axis: usize, rank: usize, what: &str) -> R<()> {
 
 fn check_nonneg_shape(shape: &[DimExpr]) -> R<()> {
     for d in shape {
-        if let Some(c) = d.as_const() {
-            if c < 0 {
-                return Err(format!("dimension {c} is negative"));
-            }
+        if let Some(c) = d.as_const()
+            && c < 0
+        {
+            return Err(format!("dimension {c} is negative"));
         }
     }
     Ok(())
 }
 
 fn product(shape: &[DimExpr]) -> DimExpr {
-    shape
-        .iter()
-        .fold(DimExpr::constant(1), |acc, d| acc.mul(d))
+    shape.iter().fold(DimExpr::constant(1), |acc, d| acc.mul(d))
 }
 
 /// The dtype a literal of this kind defaults to.
@@ -131,11 +137,7 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
                 _ => x.dtype.is_float(),
             };
             if !ok {
-                return Err(format!(
-                    "`{}` does not accept dtype {}",
-                    op.name(),
-                    x.dtype
-                ));
+                return Err(format!("`{}` does not accept dtype {}", op.name(), x.dtype));
             }
             x.clone()
         }
@@ -157,11 +159,7 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
                 _ => x.dtype != DType::Bool,
             };
             if !ok {
-                return Err(format!(
-                    "`{}` does not accept dtype {}",
-                    op.name(),
-                    x.dtype
-                ));
+                return Err(format!("`{}` does not accept dtype {}", op.name(), x.dtype));
             }
             let shape = broadcast_shapes(&x.shape, &y.shape)?;
             let dtype = if b.is_comparison() {
@@ -190,11 +188,17 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
             arity(op, inputs, 1)?;
             TensorType::new(*to, t(0)?.shape.clone())
         }
-        Op::Reduce { op: r, axes, keepdim } => {
+        Op::Reduce {
+            op: r,
+            axes,
+            keepdim,
+        } => {
             arity(op, inputs, 1)?;
             let x = t(0)?;
             if axes.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(format!("reduction axes {axes:?} must be sorted and distinct"));
+                return Err(format!(
+                    "reduction axes {axes:?} must be sorted and distinct"
+                ));
             }
             for a in axes {
                 check_axis(*a, x.rank(), op.name())?;
@@ -277,20 +281,20 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
                 return Err(format!("slice step must be at least 1, found {step}"));
             }
             let len = end.sub(start);
-            if let Some(c) = len.as_const() {
-                if c < 0 {
-                    return Err(format!("slice end {end} is before its start {start}"));
-                }
+            if let Some(c) = len.as_const()
+                && c < 0
+            {
+                return Err(format!("slice end {end} is before its start {start}"));
             }
-            if let (Some(e), Some(d)) = (end.as_const(), x.shape[*axis].as_const()) {
-                if e > d {
-                    return Err(format!("slice end {e} is past the dim's size {d}"));
-                }
+            if let (Some(e), Some(d)) = (end.as_const(), x.shape[*axis].as_const())
+                && e > d
+            {
+                return Err(format!("slice end {e} is past the dim's size {d}"));
             }
-            if let Some(s) = start.as_const() {
-                if s < 0 {
-                    return Err(format!("slice start {s} is negative"));
-                }
+            if let Some(s) = start.as_const()
+                && s < 0
+            {
+                return Err(format!("slice start {s} is negative"));
             }
             let mut shape = x.shape.clone();
             shape[*axis] = len.ceil_div(*step).expect("step >= 1");
@@ -404,10 +408,10 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
             arity(op, inputs, 1)?;
             let x = t(0)?;
             check_axis(*axis, x.rank(), "topk")?;
-            if let (Some(kc), Some(n)) = (k.as_const(), x.shape[*axis].as_const()) {
-                if kc < 0 || kc > n {
-                    return Err(format!("topk k = {kc} is outside 0..={n}"));
-                }
+            if let (Some(kc), Some(n)) = (k.as_const(), x.shape[*axis].as_const())
+                && (kc < 0 || kc > n)
+            {
+                return Err(format!("topk k = {kc} is outside 0..={n}"));
             }
             let mut shape = x.shape.clone();
             shape[*axis] = k.clone();
@@ -423,7 +427,10 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
         }
         Op::Scan { axis, .. } => {
             if inputs.len() != 2 && inputs.len() != 3 {
-                return Err(format!("`scan` takes 2 or 3 operands, found {}", inputs.len()));
+                return Err(format!(
+                    "`scan` takes 2 or 3 operands, found {}",
+                    inputs.len()
+                ));
             }
             let (a, b) = (t(0)?, t(1)?);
             check_axis(*axis, b.rank(), "scan")?;
@@ -502,10 +509,9 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
         Op::Extract { index } => {
             arity(op, inputs, 1)?;
             match inputs[0] {
-                Type::Tuple(ts) => ts
-                    .get(*index)
-                    .cloned()
-                    .ok_or_else(|| format!("tuple has {} elements, no element {index}", ts.len()))?,
+                Type::Tuple(ts) => ts.get(*index).cloned().ok_or_else(|| {
+                    format!("tuple has {} elements, no element {index}", ts.len())
+                })?,
                 Type::Tensor(_) => return Err("`extract` needs a tuple operand".into()),
             }
         }
@@ -533,7 +539,10 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
 
 fn need_int(t: &TensorType, what: &str) -> R<()> {
     if !t.dtype.is_int() {
-        return Err(format!("{what} must be an integer tensor, found {}", t.dtype));
+        return Err(format!(
+            "{what} must be an integer tensor, found {}",
+            t.dtype
+        ));
     }
     Ok(())
 }
@@ -582,10 +591,10 @@ fn infer_einsum(spec: &str, inputs: &[&Type]) -> R<TensorType> {
         if !x.dtype.is_float() && !x.dtype.is_int() {
             return Err(format!("einsum does not accept dtype {}", x.dtype));
         }
-        if let Some(d) = dtype {
-            if d != x.dtype {
-                return Err(format!("einsum operands have dtypes {d} and {}", x.dtype));
-            }
+        if let Some(d) = dtype
+            && d != x.dtype
+        {
+            return Err(format!("einsum operands have dtypes {d} and {}", x.dtype));
         }
         dtype = Some(x.dtype);
         let letters: Vec<char> = term.chars().collect();
@@ -603,7 +612,9 @@ fn infer_einsum(spec: &str, inputs: &[&Type]) -> R<TensorType> {
                 return Err(format!("einsum letter `{c}` is not a lowercase letter"));
             }
             if !seen.insert(*c) {
-                return Err(format!("einsum term `{term}` repeats `{c}` (diagonals are not supported)"));
+                return Err(format!(
+                    "einsum term `{term}` repeats `{c}` (diagonals are not supported)"
+                ));
             }
             match sizes.get(c) {
                 Some(prev) if prev != d => {
@@ -647,10 +658,7 @@ fn infer_scan_fn(
             inputs.len()
         ));
     }
-    let body_inputs: Vec<&TensorType> = body
-        .inputs()
-        .map(|(_, id)| body.tensor_ty(id))
-        .collect();
+    let body_inputs: Vec<&TensorType> = body.inputs().map(|(_, id)| body.tensor_ty(id)).collect();
     if body_inputs.len() != inputs.len() {
         return Err(format!(
             "`scan_fn` body takes {} inputs, the scan passes {}",
@@ -703,7 +711,9 @@ fn infer_scan_fn(
             ));
         }
         if axis > s.rank() {
-            return Err(format!("`scan_fn` axis {axis} is out of range for state {s}"));
+            return Err(format!(
+                "`scan_fn` axis {axis} is out of range for state {s}"
+            ));
         }
         let mut shape = s.shape.clone();
         shape.insert(axis, len.clone());

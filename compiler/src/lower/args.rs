@@ -33,7 +33,11 @@ impl<'a> Lowerer<'a> {
                     if npos > sig.len() {
                         self.error(
                             s,
-                            format!("`{name}` takes at most {} argument(s): {}", sig.len(), names.join(", ")),
+                            format!(
+                                "`{name}` takes at most {} argument(s): {}",
+                                sig.len(),
+                                names.join(", ")
+                            ),
                             "extra argument",
                         );
                         ok = false;
@@ -46,7 +50,11 @@ impl<'a> Lowerer<'a> {
                     None => {
                         self.error(
                             k.span,
-                            format!("`{name}` has no argument `{}`; its arguments are {}", k.name, names.join(", ")),
+                            format!(
+                                "`{name}` has no argument `{}`; its arguments are {}",
+                                k.name,
+                                names.join(", ")
+                            ),
                             "unknown argument",
                         );
                         ok = false;
@@ -55,14 +63,22 @@ impl<'a> Lowerer<'a> {
                 },
             };
             if out[slot].is_some() {
-                self.error(s, format!("argument `{}` of `{name}` is given twice", names[slot]), "given again");
+                self.error(
+                    s,
+                    format!("argument `{}` of `{name}` is given twice", names[slot]),
+                    "given again",
+                );
                 ok = false;
             }
             out[slot] = Some((v, s));
         }
         for (i, s) in sig.iter().enumerate() {
             if !s.ends_with('?') && out[i].is_none() {
-                self.error(span, format!("`{name}` is missing its argument `{}`", names[i]), "in this call");
+                self.error(
+                    span,
+                    format!("`{name}` is missing its argument `{}`", names[i]),
+                    "in this call",
+                );
                 ok = false;
             }
         }
@@ -75,26 +91,44 @@ impl<'a> Lowerer<'a> {
             Value::Tensor(id, g) => Some(self.own(*id, *g, *s)),
             Value::Poison => None,
             other => {
-                self.error(*s, format!("{what} must be a tensor, found {}", other.kind()), "expected a tensor");
+                self.error(
+                    *s,
+                    format!("{what} must be a tensor, found {}", other.kind()),
+                    "expected a tensor",
+                );
                 None
             }
         }
     }
 
-    pub(crate) fn arg_int(&mut self, a: &Option<(Value, Span)>, default: i64, what: &str) -> Option<i64> {
+    pub(crate) fn arg_int(
+        &mut self,
+        a: &Option<(Value, Span)>,
+        default: i64,
+        what: &str,
+    ) -> Option<i64> {
         match a {
             None => Some(default),
             Some((v, s)) => self.const_int(v, *s, what),
         }
     }
 
-    pub(crate) fn arg_bool(&mut self, a: &Option<(Value, Span)>, default: bool, what: &str) -> Option<bool> {
+    pub(crate) fn arg_bool(
+        &mut self,
+        a: &Option<(Value, Span)>,
+        default: bool,
+        what: &str,
+    ) -> Option<bool> {
         match a {
             None => Some(default),
             Some((Value::Bool(b), _)) => Some(*b),
             Some((Value::Poison, _)) => None,
             Some((v, s)) => {
-                self.error(*s, format!("{what} must be `true` or `false`, found {}", v.kind()), "expected a boolean");
+                self.error(
+                    *s,
+                    format!("{what} must be `true` or `false`, found {}", v.kind()),
+                    "expected a boolean",
+                );
                 None
             }
         }
@@ -106,14 +140,26 @@ impl<'a> Lowerer<'a> {
             Some((Value::DType(d), _)) => Some(*d),
             Some((Value::Poison, _)) => None,
             Some((v, s)) => {
-                self.error(*s, format!("expected a dtype (f32, f16, bf16, i32, i64, bool), found {}", v.kind()), "not a dtype");
+                self.error(
+                    *s,
+                    format!(
+                        "expected a dtype (f32, f16, bf16, i32, i64, bool), found {}",
+                        v.kind()
+                    ),
+                    "not a dtype",
+                );
                 None
             }
         }
     }
 
     /// A symbolic-or-constant dimension value (≥ 0).
-    pub(crate) fn arg_dim(&mut self, a: &Option<(Value, Span)>, default: DimExpr, what: &str) -> Option<DimExpr> {
+    pub(crate) fn arg_dim(
+        &mut self,
+        a: &Option<(Value, Span)>,
+        default: DimExpr,
+        what: &str,
+    ) -> Option<DimExpr> {
         match a {
             None => Some(default),
             Some((v, s)) => self.dim_value(v, *s, what),
@@ -121,7 +167,11 @@ impl<'a> Lowerer<'a> {
     }
 
     /// A list of dimensions such as `[B, T, 4]`.
-    pub(crate) fn arg_shape(&mut self, a: &Option<(Value, Span)>, what: &str) -> Option<Vec<DimExpr>> {
+    pub(crate) fn arg_shape(
+        &mut self,
+        a: &Option<(Value, Span)>,
+        what: &str,
+    ) -> Option<Vec<DimExpr>> {
         let (v, s) = a.as_ref()?;
         match v {
             Value::List(items) => {
@@ -133,7 +183,14 @@ impl<'a> Lowerer<'a> {
             }
             Value::Poison => None,
             other => {
-                self.error(*s, format!("{what} must be a list like `[B, T, 64]`, found {}", other.kind()), "expected a list");
+                self.error(
+                    *s,
+                    format!(
+                        "{what} must be a list like `[B, T, 64]`, found {}",
+                        other.kind()
+                    ),
+                    "expected a list",
+                );
                 None
             }
         }
@@ -152,7 +209,11 @@ impl<'a> Lowerer<'a> {
             }
             Value::Poison => None,
             other => {
-                self.error(*s, format!("{what} must be a list of integers, found {}", other.kind()), "expected a list");
+                self.error(
+                    *s,
+                    format!("{what} must be a list of integers, found {}", other.kind()),
+                    "expected a list",
+                );
                 None
             }
         }
@@ -164,12 +225,20 @@ impl<'a> Lowerer<'a> {
         if axis < -r || axis >= r {
             self.error(
                 span,
-                format!("axis {axis} is out of range for a tensor of rank {rank} (valid: {} to {})", -r, r - 1),
+                format!(
+                    "axis {axis} is out of range for a tensor of rank {rank} (valid: {} to {})",
+                    -r,
+                    r - 1
+                ),
                 "bad axis",
             );
             return None;
         }
-        Some(if axis < 0 { (axis + r) as usize } else { axis as usize })
+        Some(if axis < 0 {
+            (axis + r) as usize
+        } else {
+            axis as usize
+        })
     }
 
     pub(crate) fn rank_of(&self, id: NodeId) -> usize {

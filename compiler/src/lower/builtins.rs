@@ -1,7 +1,6 @@
 //! Built-in operations of the spec language (see docs/language.md): each call is matched to
 //! its signature, its arguments checked, and one or a few IR nodes added.
 
-
 use super::{Lowerer, Value};
 use crate::ir::op::unary_from_name;
 use crate::ir::{BinaryOp, DimExpr, Distribution, Literal, NodeId, Op, ReduceOp, UnaryOp};
@@ -10,13 +9,65 @@ use crate::syntax::ast::Ident;
 use seqc_runtime::DType;
 
 pub const BUILTINS: &[&str] = &[
-    "exp", "log", "log1p", "sqrt", "rsqrt", "recip", "sigmoid", "softplus", "silu", "gelu",
-    "gelu_tanh", "relu", "elu", "tanh", "erf", "sin", "cos", "abs", "floor", "maximum",
-    "minimum", "pow", "where", "cast", "sum", "mean", "max", "min", "logsumexp", "einsum",
-    "reshape", "transpose", "swapaxes", "broadcast", "unsqueeze", "squeeze", "slice", "concat",
-    "pad", "take", "gather", "scatter_add", "sort", "argsort", "topk", "argtopk", "argmax",
-    "iota", "zeros", "ones", "full", "randn", "rand", "scan", "scan_matrix", "scan_fn",
-    "conv1d_causal", "dim", "rank",
+    "exp",
+    "log",
+    "log1p",
+    "sqrt",
+    "rsqrt",
+    "recip",
+    "sigmoid",
+    "softplus",
+    "silu",
+    "gelu",
+    "gelu_tanh",
+    "relu",
+    "elu",
+    "tanh",
+    "erf",
+    "sin",
+    "cos",
+    "abs",
+    "floor",
+    "maximum",
+    "minimum",
+    "pow",
+    "where",
+    "cast",
+    "sum",
+    "mean",
+    "max",
+    "min",
+    "logsumexp",
+    "einsum",
+    "reshape",
+    "transpose",
+    "swapaxes",
+    "broadcast",
+    "unsqueeze",
+    "squeeze",
+    "slice",
+    "concat",
+    "pad",
+    "take",
+    "gather",
+    "scatter_add",
+    "sort",
+    "argsort",
+    "topk",
+    "argtopk",
+    "argmax",
+    "iota",
+    "zeros",
+    "ones",
+    "full",
+    "randn",
+    "rand",
+    "scan",
+    "scan_matrix",
+    "scan_fn",
+    "conv1d_causal",
+    "dim",
+    "rank",
 ];
 
 pub fn is_builtin(name: &str) -> bool {
@@ -27,12 +78,14 @@ type Args = Vec<(Option<Ident>, Value, Span)>;
 
 impl<'a> Lowerer<'a> {
     pub(crate) fn builtin(&mut self, name: &str, args: Args, span: Span) -> Value {
-        self.builtin_inner(name, args, span).unwrap_or(Value::Poison)
+        self.builtin_inner(name, args, span)
+            .unwrap_or(Value::Poison)
     }
 
     fn builtin_inner(&mut self, name: &str, args: Args, span: Span) -> Option<Value> {
         let what = format!("call to `{name}`");
-        if let Some(u) = unary_from_name(name).filter(|u| !matches!(u, UnaryOp::Neg | UnaryOp::Not)) {
+        if let Some(u) = unary_from_name(name).filter(|u| !matches!(u, UnaryOp::Neg | UnaryOp::Not))
+        {
             let a = self.bind_args(name, &["x"], args, span)?;
             if let Some((v @ (Value::Int(_) | Value::Float(_)), s)) = &a[0] {
                 return self.fold_unary(u, v, *s, name);
@@ -101,7 +154,11 @@ impl<'a> Lowerer<'a> {
                 };
                 axes.sort_unstable();
                 if axes.windows(2).any(|w| w[0] == w[1]) {
-                    self.error(Self::span_of(&a[3], span), "an axis is listed twice".into(), "repeated axis");
+                    self.error(
+                        Self::span_of(&a[3], span),
+                        "an axis is listed twice".into(),
+                        "repeated axis",
+                    );
                     return None;
                 }
                 let op = match name {
@@ -119,12 +176,20 @@ impl<'a> Lowerer<'a> {
                     Some((None, Value::Str(s), _)) => s,
                     Some((_, v, s)) => {
                         if v != Value::Poison {
-                            self.error(s, format!("`einsum` needs its spec string first, found {}", v.kind()), "expected a string like \"btd,de->bte\"");
+                            self.error(
+                                s,
+                                format!("`einsum` needs its spec string first, found {}", v.kind()),
+                                "expected a string like \"btd,de->bte\"",
+                            );
                         }
                         return None;
                     }
                     None => {
-                        self.error(span, "`einsum` needs a spec string and operands".into(), "in this call");
+                        self.error(
+                            span,
+                            "`einsum` needs a spec string and operands".into(),
+                            "in this call",
+                        );
                         return None;
                     }
                 };
@@ -186,7 +251,14 @@ impl<'a> Lowerer<'a> {
                 } else {
                     let ax = self.axis(ax, shape.len(), s)?;
                     if shape[ax] != DimExpr::constant(1) {
-                        self.error(s, format!("`squeeze` needs a dim of size 1 at axis {ax}, found {}", shape[ax]), "not 1");
+                        self.error(
+                            s,
+                            format!(
+                                "`squeeze` needs a dim of size 1 at axis {ax}, found {}",
+                                shape[ax]
+                            ),
+                            "not 1",
+                        );
                         return None;
                     }
                     shape.remove(ax);
@@ -194,7 +266,8 @@ impl<'a> Lowerer<'a> {
                 Some(self.add(Op::Reshape { shape }, vec![x], span, &what))
             }
             "slice" => {
-                let a = self.bind_args(name, &["x", "axis", "start?", "end?", "step?"], args, span)?;
+                let a =
+                    self.bind_args(name, &["x", "axis", "start?", "end?", "step?"], args, span)?;
                 let x = self.arg_tensor(&a[0], "the argument of `slice`")?;
                 let t = self.tensor_type(x);
                 let ax = self.arg_int(&a[1], 0, "`axis`")?;
@@ -203,13 +276,27 @@ impl<'a> Lowerer<'a> {
                 let start = self.slice_bound(&a[2], DimExpr::constant(0), &n)?;
                 let end = self.slice_bound(&a[3], n.clone(), &n)?;
                 let step = self.arg_int(&a[4], 1, "`step`")?;
-                Some(self.add(Op::Slice { axis, start, end, step }, vec![x], span, &what))
+                Some(self.add(
+                    Op::Slice {
+                        axis,
+                        start,
+                        end,
+                        step,
+                    },
+                    vec![x],
+                    span,
+                    &what,
+                ))
             }
             "concat" => {
                 let a = self.bind_args(name, &["xs", "axis"], args, span)?;
                 let (v, s) = a[0].clone()?;
                 let Value::List(items) = v else {
-                    self.error(s, format!("`concat` needs a list of tensors, found {}", v.kind()), "expected `[a, b, …]`");
+                    self.error(
+                        s,
+                        format!("`concat` needs a list of tensors, found {}", v.kind()),
+                        "expected `[a, b, …]`",
+                    );
                     return None;
                 };
                 let mut ids = Vec::new();
@@ -225,7 +312,12 @@ impl<'a> Lowerer<'a> {
                 Some(self.add(Op::Concat { axis }, ids, span, &what))
             }
             "pad" => {
-                let a = self.bind_args(name, &["x", "axis", "before?", "after?", "value?"], args, span)?;
+                let a = self.bind_args(
+                    name,
+                    &["x", "axis", "before?", "after?", "value?"],
+                    args,
+                    span,
+                )?;
                 let x = self.arg_tensor(&a[0], "the argument of `pad`")?;
                 let t = self.tensor_type(x);
                 let ax = self.arg_int(&a[1], 0, "`axis`")?;
@@ -233,28 +325,66 @@ impl<'a> Lowerer<'a> {
                 let before = self.arg_dim(&a[2], DimExpr::constant(0), "`before`")?;
                 let after = self.arg_dim(&a[3], DimExpr::constant(0), "`after`")?;
                 let value = match &a[4] {
-                    None => if t.dtype == DType::Bool { Literal::Bool(false) } else if t.dtype.is_float() { Literal::Float(0.0) } else { Literal::Int(0) },
+                    None => {
+                        if t.dtype == DType::Bool {
+                            Literal::Bool(false)
+                        } else if t.dtype.is_float() {
+                            Literal::Float(0.0)
+                        } else {
+                            Literal::Int(0)
+                        }
+                    }
                     Some((Value::Float(f), _)) if t.dtype.is_float() => Literal::Float(*f),
                     Some((Value::Int(d), s)) => {
                         let c = self.const_int(&Value::Int(d.clone()), *s, "the pad value")?;
-                        if t.dtype.is_float() { Literal::Float(c as f64) } else { Literal::Int(c) }
+                        if t.dtype.is_float() {
+                            Literal::Float(c as f64)
+                        } else {
+                            Literal::Int(c)
+                        }
                     }
                     Some((Value::Bool(b), _)) if t.dtype == DType::Bool => Literal::Bool(*b),
                     Some((v, s)) => {
-                        self.error(*s, format!("the pad value must be a number matching {}, found {}", t.dtype, v.kind()), "bad value");
+                        self.error(
+                            *s,
+                            format!(
+                                "the pad value must be a number matching {}, found {}",
+                                t.dtype,
+                                v.kind()
+                            ),
+                            "bad value",
+                        );
                         return None;
                     }
                 };
-                Some(self.add(Op::Pad { axis, before, after, value }, vec![x], span, &what))
+                Some(self.add(
+                    Op::Pad {
+                        axis,
+                        before,
+                        after,
+                        value,
+                    },
+                    vec![x],
+                    span,
+                    &what,
+                ))
             }
             "take" | "gather" => {
-                let sig: &[&str] = if name == "take" { &["x", "idx", "axis?"] } else { &["x", "idx", "axis"] };
+                let sig: &[&str] = if name == "take" {
+                    &["x", "idx", "axis?"]
+                } else {
+                    &["x", "idx", "axis"]
+                };
                 let a = self.bind_args(name, sig, args, span)?;
                 let x = self.arg_tensor(&a[0], "the tensor")?;
                 let idx = self.arg_tensor(&a[1], "the index")?;
                 let ax = self.arg_int(&a[2], 0, "`axis`")?;
                 let axis = self.axis(ax, self.rank_of(x), Self::span_of(&a[2], span))?;
-                let op = if name == "take" { Op::Take { axis } } else { Op::Gather { axis } };
+                let op = if name == "take" {
+                    Op::Take { axis }
+                } else {
+                    Op::Gather { axis }
+                };
                 Some(self.add(op, vec![x, idx], span, &what))
             }
             "scatter_add" => {
@@ -272,7 +402,11 @@ impl<'a> Lowerer<'a> {
                 let ax = self.arg_int(&a[1], -1, "`axis`")?;
                 let axis = self.axis(ax, self.rank_of(x), Self::span_of(&a[1], span))?;
                 let descending = self.arg_bool(&a[2], false, "`descending`")?;
-                let op = if name == "sort" { Op::Sort { axis, descending } } else { Op::Argsort { axis, descending } };
+                let op = if name == "sort" {
+                    Op::Sort { axis, descending }
+                } else {
+                    Op::Argsort { axis, descending }
+                };
                 Some(self.add(op, vec![x], span, &what))
             }
             "topk" | "argtopk" => {
@@ -282,7 +416,12 @@ impl<'a> Lowerer<'a> {
                 let ax = self.arg_int(&a[2], -1, "`axis`")?;
                 let axis = self.axis(ax, self.rank_of(x), Self::span_of(&a[2], span))?;
                 let largest = self.arg_bool(&a[3], true, "`largest`")?;
-                let op = Op::TopK { axis, k, largest, indices: name == "argtopk" };
+                let op = Op::TopK {
+                    axis,
+                    k,
+                    largest,
+                    indices: name == "argtopk",
+                };
                 Some(self.add(op, vec![x], span, &what))
             }
             "argmax" => {
@@ -300,7 +439,11 @@ impl<'a> Lowerer<'a> {
                 Some(self.add(Op::Iota { shape, axis }, vec![], span, &what))
             }
             "zeros" | "ones" | "full" => {
-                let sig: &[&str] = if name == "full" { &["shape", "value", "dtype?"] } else { &["shape", "dtype?"] };
+                let sig: &[&str] = if name == "full" {
+                    &["shape", "value", "dtype?"]
+                } else {
+                    &["shape", "dtype?"]
+                };
                 let a = self.bind_args(name, sig, args, span)?;
                 let shape = self.arg_shape(&a[0], "the shape")?;
                 let dt_arg = if name == "full" { &a[2] } else { &a[1] };
@@ -317,11 +460,25 @@ impl<'a> Lowerer<'a> {
                 let a = self.bind_args(name, &["shape", "seed?"], args, span)?;
                 let shape = self.arg_shape(&a[0], "the shape")?;
                 let seed = self.arg_int(&a[1], 0, "`seed`")?;
-                let dist = if name == "randn" { Distribution::Normal } else { Distribution::Uniform };
-                Some(self.add(Op::Random { shape, dist, seed: seed as u64 }, vec![], span, &what))
+                let dist = if name == "randn" {
+                    Distribution::Normal
+                } else {
+                    Distribution::Uniform
+                };
+                Some(self.add(
+                    Op::Random {
+                        shape,
+                        dist,
+                        seed: seed as u64,
+                    },
+                    vec![],
+                    span,
+                    &what,
+                ))
             }
             "scan" => {
-                let a = self.bind_args(name, &["a", "b", "axis", "init?", "reverse?"], args, span)?;
+                let a =
+                    self.bind_args(name, &["a", "b", "axis", "init?", "reverse?"], args, span)?;
                 let b = self.arg_tensor(&a[1], "the input `b` of `scan`")?;
                 let dtype = self.tensor_type(b).dtype;
                 let (va, sa) = a[0].clone()?;
@@ -392,7 +549,11 @@ impl<'a> Lowerer<'a> {
             UnaryOp::Abs => x.abs(),
             UnaryOp::Floor => x.floor(),
             _ => {
-                self.error(span, format!("`{name}` needs a tensor argument, found {}", v.kind()), "not a tensor");
+                self.error(
+                    span,
+                    format!("`{name}` needs a tensor argument, found {}", v.kind()),
+                    "not a tensor",
+                );
                 return None;
             }
         };
@@ -400,7 +561,12 @@ impl<'a> Lowerer<'a> {
     }
 
     /// A slice bound: a dim expression, negative constants counting from the end `n`.
-    fn slice_bound(&mut self, a: &Option<(Value, Span)>, default: DimExpr, n: &DimExpr) -> Option<DimExpr> {
+    fn slice_bound(
+        &mut self,
+        a: &Option<(Value, Span)>,
+        default: DimExpr,
+        n: &DimExpr,
+    ) -> Option<DimExpr> {
         match a {
             None => Some(default),
             Some((Value::Int(d), _)) => Some(match d.as_const() {
@@ -409,14 +575,23 @@ impl<'a> Lowerer<'a> {
             }),
             Some((Value::Poison, _)) => None,
             Some((v, s)) => {
-                self.error(*s, format!("a slice bound must be an integer, found {}", v.kind()), "expected an integer");
+                self.error(
+                    *s,
+                    format!("a slice bound must be an integer, found {}", v.kind()),
+                    "expected an integer",
+                );
                 None
             }
         }
     }
 
     /// The target of `reshape`, resolving one `-1` when it is determined.
-    fn reshape_target(&mut self, x: NodeId, a: &Option<(Value, Span)>, span: Span) -> Option<Vec<DimExpr>> {
+    fn reshape_target(
+        &mut self,
+        x: NodeId,
+        a: &Option<(Value, Span)>,
+        span: Span,
+    ) -> Option<Vec<DimExpr>> {
         let s = Self::span_of(a, span);
         let Some((Value::List(items), _)) = a else {
             return self.arg_shape(a, "the target shape");
@@ -429,7 +604,11 @@ impl<'a> Lowerer<'a> {
             self.error(s, "`reshape` allows at most one -1".into(), "several -1");
             return None;
         }
-        let total = self.tensor_type(x).shape.iter().fold(DimExpr::constant(1), |p, d| p.mul(d));
+        let total = self
+            .tensor_type(x)
+            .shape
+            .iter()
+            .fold(DimExpr::constant(1), |p, d| p.mul(d));
         let mut known = DimExpr::constant(1);
         for it in items.iter().filter(|v| **v != Value::int(-1)) {
             known = known.mul(&self.dim_value(it, s, "each entry of the target shape")?);
@@ -439,12 +618,22 @@ impl<'a> Lowerer<'a> {
             _ => None,
         };
         let Some(missing) = missing else {
-            self.error(s, format!("`reshape` cannot infer -1: {total} elements are not a multiple of {known}"), "here");
+            self.error(
+                s,
+                format!(
+                    "`reshape` cannot infer -1: {total} elements are not a multiple of {known}"
+                ),
+                "here",
+            );
             return None;
         };
         let mut out = Vec::new();
         for it in items {
-            out.push(if *it == Value::int(-1) { missing.clone() } else { self.dim_value(it, s, "a dim")? });
+            out.push(if *it == Value::int(-1) {
+                missing.clone()
+            } else {
+                self.dim_value(it, s, "a dim")?
+            });
         }
         Some(out)
     }
@@ -457,4 +646,3 @@ fn num(v: &Value) -> Option<f64> {
         _ => None,
     }
 }
-

@@ -132,7 +132,12 @@ impl<'a> Lowerer<'a> {
         let Some((x, y)) = self.tensor_pair(a, b, span, sa, sb, op.symbol()) else {
             return Value::Poison;
         };
-        self.add(Op::Binary(bop), vec![x, y], span, &format!("`{}`", op.symbol()))
+        self.add(
+            Op::Binary(bop),
+            vec![x, y],
+            span,
+            &format!("`{}`", op.symbol()),
+        )
     }
 
     /// Turns two operands, at least one a tensor, into tensors of one dtype: a literal takes
@@ -176,7 +181,11 @@ impl<'a> Lowerer<'a> {
             Value::Int(d) => match d.as_const() {
                 Some(c) if hint != DType::Bool => Literal::Int(c),
                 Some(_) => {
-                    self.error(span, "an integer cannot be used as a bool tensor".into(), "here");
+                    self.error(
+                        span,
+                        "an integer cannot be used as a bool tensor".into(),
+                        "here",
+                    );
                     return None;
                 }
                 None => {
@@ -283,8 +292,7 @@ impl<'a> Lowerer<'a> {
                 let (Some(x), Some(y)) = (to_f64(a), to_f64(b)) else {
                     self.error(
                         span,
-                        "a symbolic dimension cannot be mixed with a float at compile time"
-                            .into(),
+                        "a symbolic dimension cannot be mixed with a float at compile time".into(),
                         "here",
                     );
                     return Some(Poison);
@@ -307,17 +315,16 @@ impl<'a> Lowerer<'a> {
             }
             _ => return Some(self.bad_fold(op, a, b, span)),
         };
-        if let Int(d) = &v {
-            if let Some(c) = d.as_const() {
-                if c.unsigned_abs() > MAX_CONST as u64 {
-                    self.error(
-                        span,
-                        format!("compile-time integer {c} overflows (limit ±2^53)"),
-                        "too large",
-                    );
-                    return Some(Poison);
-                }
-            }
+        if let Int(d) = &v
+            && let Some(c) = d.as_const()
+            && c.unsigned_abs() > MAX_CONST as u64
+        {
+            self.error(
+                span,
+                format!("compile-time integer {c} overflows (limit ±2^53)"),
+                "too large",
+            );
+            return Some(Poison);
         }
         Some(v)
     }
@@ -339,7 +346,11 @@ impl<'a> Lowerer<'a> {
     /// `a @ b`, lowered to an einsum.
     fn matmul(&mut self, a: Value, b: Value, span: Span, sa: Span, sb: Span) -> Value {
         let (Value::Tensor(x, gx), Value::Tensor(y, gy)) = (&a, &b) else {
-            let bad = if matches!(a, Value::Tensor(..)) { (&b, sb) } else { (&a, sa) };
+            let bad = if matches!(a, Value::Tensor(..)) {
+                (&b, sb)
+            } else {
+                (&a, sa)
+            };
             self.error(
                 bad.1,
                 format!("`@` needs two tensors, found {}", bad.0.kind()),
@@ -367,7 +378,11 @@ impl<'a> Lowerer<'a> {
             }
         } else if ra == rb {
             let batch: String = letters[..ra - 2].iter().collect();
-            (format!("{batch}xy"), format!("{batch}yz"), format!("{batch}xz"))
+            (
+                format!("{batch}xy"),
+                format!("{batch}yz"),
+                format!("{batch}xz"),
+            )
         } else {
             self.error(
                 span,
@@ -428,7 +443,12 @@ impl<'a> Lowerer<'a> {
         let near = suggest(name, &self.visible_names());
         let msg = format!("unknown function `{name}`");
         match near {
-            Some(s) => self.error_help(callee.span, msg, "not defined", format!("did you mean `{s}`?")),
+            Some(s) => self.error_help(
+                callee.span,
+                msg,
+                "not defined",
+                format!("did you mean `{s}`?"),
+            ),
             None => self.error(callee.span, msg, "not defined"),
         }
         Value::Poison

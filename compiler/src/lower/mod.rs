@@ -101,7 +101,11 @@ impl<'a> Lowerer<'a> {
     pub(crate) fn error(&mut self, span: Span, message: String, label: &str) {
         let (span, message) = if span.file != 0 {
             let site = self.calls.iter().rev().find(|(_, s)| s.file == 0);
-            let inner = self.calls.last().map(|(n, _)| n.clone()).unwrap_or_default();
+            let inner = self
+                .calls
+                .last()
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default();
             match site {
                 Some((_, s)) => (*s, format!("{message} (inside prelude function `{inner}`)")),
                 None => (span, message),
@@ -145,7 +149,10 @@ impl<'a> Lowerer<'a> {
                 if !prelude && builtins::is_builtin(&f.name.name) {
                     self.error(
                         f.name.span,
-                        format!("`{}` is a built-in operation and cannot be redefined", f.name.name),
+                        format!(
+                            "`{}` is a built-in operation and cannot be redefined",
+                            f.name.name
+                        ),
                         "choose another name",
                     );
                     continue;
@@ -322,15 +329,15 @@ impl<'a> Lowerer<'a> {
                 match v {
                     Value::Tensor(id, _) => {
                         let got = self.tensor_type(id);
-                        if let Some(w) = want {
-                            if w != got {
-                                self.error(
-                                    e.span,
-                                    format!("output `{}` is declared {w} but is {got}", name.name),
-                                    "this expression",
-                                );
-                                return;
-                            }
+                        if let Some(w) = want
+                            && w != got
+                        {
+                            self.error(
+                                e.span,
+                                format!("output `{}` is declared {w} but is {got}", name.name),
+                                "this expression",
+                            );
+                            return;
                         }
                         self.ctx.graph.add_output(&name.name, id);
                     }
@@ -380,10 +387,7 @@ impl<'a> Lowerer<'a> {
                             };
                             self.error(
                                 e.span,
-                                format!(
-                                    "cannot destructure {found} into {} names",
-                                    names.len()
-                                ),
+                                format!("cannot destructure {found} into {} names", names.len()),
                                 "this value",
                             );
                             for n in names {
@@ -455,10 +459,7 @@ impl<'a> Lowerer<'a> {
             }
             return Value::Tensor(id, self.ctx.generation);
         }
-        let id = self
-            .ctx
-            .graph
-            .add_leaf(Op::Param { name: key.clone() }, t);
+        let id = self.ctx.graph.add_leaf(Op::Param { name: key.clone() }, t);
         self.params.insert(key, id);
         Value::Tensor(id, self.ctx.generation)
     }
@@ -486,7 +487,11 @@ impl<'a> Lowerer<'a> {
                 None => ok = false,
             }
         }
-        if ok { dtype.map(|d| TensorType::new(d, shape)) } else { None }
+        if ok {
+            dtype.map(|d| TensorType::new(d, shape))
+        } else {
+            None
+        }
     }
 
     /// Checks that `v` is a valid dimension: a compile-time integer, not negative, not absurd.
@@ -513,7 +518,10 @@ impl<'a> Lowerer<'a> {
             other => {
                 self.error(
                     span,
-                    format!("{what} must be a compile-time integer, found {}", other.kind()),
+                    format!(
+                        "{what} must be a compile-time integer, found {}",
+                        other.kind()
+                    ),
                     "expected an integer",
                 );
                 None

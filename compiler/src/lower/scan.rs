@@ -11,7 +11,11 @@ impl<'a> Lowerer<'a> {
     pub(crate) fn scan_fn(&mut self, a: Bound, span: Span) -> Option<Value> {
         let (fv, fs) = a[0].clone()?;
         let Value::Func(fname) = fv else {
-            self.error(fs, format!("`scan_fn` needs a function name first, found {}", fv.kind()), "expected a function");
+            self.error(
+                fs,
+                format!("`scan_fn` needs a function name first, found {}", fv.kind()),
+                "expected a function",
+            );
             return None;
         };
         let f = *self.fns.get(&fname)?;
@@ -22,7 +26,11 @@ impl<'a> Lowerer<'a> {
             None => Vec::new(),
         };
         if init.is_empty() || xs.is_empty() {
-            self.error(span, "`scan_fn` needs at least one state in `init` and one sequence in `xs`".into(), "in this call");
+            self.error(
+                span,
+                "`scan_fn` needs at least one state in `init` and one sequence in `xs`".into(),
+                "in this call",
+            );
             return None;
         }
         let ax = self.arg_int(&a[4], 0, "`axis`")?;
@@ -32,7 +40,11 @@ impl<'a> Lowerer<'a> {
         for x in &xs {
             let mut t = self.tensor_type(*x);
             if axis >= t.rank() {
-                self.error(Self::span_of(&a[2], span), format!("sequence {t} has no axis {axis}"), "bad axis");
+                self.error(
+                    Self::span_of(&a[2], span),
+                    format!("sequence {t} has no axis {axis}"),
+                    "bad axis",
+                );
                 return None;
             }
             t.shape.remove(axis);
@@ -44,11 +56,20 @@ impl<'a> Lowerer<'a> {
         self.next_generation += 1;
         let outer = std::mem::replace(
             &mut self.ctx,
-            Ctx { graph: Graph::new(self.dims.clone()), generation, consts: HashMap::new() },
+            Ctx {
+                graph: Graph::new(self.dims.clone()),
+                generation,
+                consts: HashMap::new(),
+            },
         );
         let mut args = Vec::new();
         for (i, t) in body_tys.into_iter().enumerate() {
-            let id = self.ctx.graph.add_leaf(Op::Input { name: format!("in{i}") }, t);
+            let id = self.ctx.graph.add_leaf(
+                Op::Input {
+                    name: format!("in{i}"),
+                },
+                t,
+            );
             args.push((None, Value::Tensor(id, generation), span));
         }
         self.in_scan_body += 1;
@@ -77,7 +98,12 @@ impl<'a> Lowerer<'a> {
         let mut inputs = init;
         inputs.extend(xs.iter().copied());
         inputs.extend(caps);
-        let op = Op::ScanFn { axis, n_state, n_xs: xs.len(), body: Box::new(body) };
+        let op = Op::ScanFn {
+            axis,
+            n_state,
+            n_xs: xs.len(),
+            body: Box::new(body),
+        };
         let Value::Tensor(tuple, g) = self.add(op, inputs, span, "`scan_fn`") else {
             return None;
         };
@@ -86,7 +112,11 @@ impl<'a> Lowerer<'a> {
             parts.push(self.add(Op::Extract { index }, vec![tuple], span, "`scan_fn`"));
         }
         let _ = g;
-        Some(if n_state == 1 { parts.pop()? } else { Value::Tuple(parts) })
+        Some(if n_state == 1 {
+            parts.pop()?
+        } else {
+            Value::Tuple(parts)
+        })
     }
 
     fn tensor_list(&mut self, a: &Option<(Value, Span)>, what: &str) -> Option<Vec<NodeId>> {
@@ -96,7 +126,11 @@ impl<'a> Lowerer<'a> {
             Value::Tensor(..) => vec![v.clone()],
             Value::Poison => return None,
             other => {
-                self.error(*s, format!("{what} must be a list of tensors, found {}", other.kind()), "expected `[a, b, …]`");
+                self.error(
+                    *s,
+                    format!("{what} must be a list of tensors, found {}", other.kind()),
+                    "expected `[a, b, …]`",
+                );
                 return None;
             }
         };

@@ -32,13 +32,13 @@ impl Tok {
 }
 
 pub const KEYWORDS: [&str; 14] = [
-    "dim", "const", "param", "input", "output", "let", "fn", "repeat", "in", "with", "at",
-    "true", "false", "import",
+    "dim", "const", "param", "input", "output", "let", "fn", "repeat", "in", "with", "at", "true",
+    "false", "import",
 ];
 
 const PUNCTS: [&str; 27] = [
-    "**", "==", "!=", "<=", ">=", "&&", "||", "..", "->", "+", "-", "*", "/", "%", "@", "<",
-    ">", "!", "=", "(", ")", "[", "]", "{", "}", ",", ";",
+    "**", "==", "!=", "<=", ">=", "&&", "||", "..", "->", "+", "-", "*", "/", "%", "@", "<", ">",
+    "!", "=", "(", ")", "[", "]", "{", "}", ",", ";",
 ];
 const PUNCTS1: [&str; 1] = [":"];
 

@@ -94,7 +94,11 @@ impl Parser {
     fn expected<T>(&mut self, what: &str) -> P<T> {
         let found = self.peek().describe();
         let span = self.span();
-        self.error(format!("expected {what}, found {found}"), span, &format!("expected {what}"))
+        self.error(
+            format!("expected {what}, found {found}"),
+            span,
+            &format!("expected {what}"),
+        )
     }
     fn expect_punct(&mut self, p: &str) -> P<Span> {
         if self.is_punct(p) {
@@ -148,9 +152,7 @@ impl Parser {
                     self.bump();
                     return;
                 }
-                Tok::Kw("fn" | "dim" | "param" | "input" | "output" | "const")
-                    if level <= 0 =>
-                {
+                Tok::Kw("fn" | "dim" | "param" | "input" | "output" | "const") if level <= 0 => {
                     return;
                 }
                 _ => {}
@@ -393,15 +395,15 @@ impl Parser {
             self.depth -= 1;
             let rhs = rhs?;
             // Comparisons do not chain: `a < b < c` is an error.
-            if prec == 3 {
-                if let Some((_, 3)) = self.binop() {
-                    let span = self.span();
-                    return self.error(
-                        "comparisons cannot be chained".into(),
-                        span,
-                        "use `&&` to combine comparisons",
-                    );
-                }
+            if prec == 3
+                && let Some((_, 3)) = self.binop()
+            {
+                let span = self.span();
+                return self.error(
+                    "comparisons cannot be chained".into(),
+                    span,
+                    "use `&&` to combine comparisons",
+                );
             }
             let span = lhs.span.to(rhs.span);
             lhs = Expr {

@@ -1,0 +1,256 @@
+//! End-to-end tests of the `seqc` binary: every command on the shipped specs, and every
+//! bad-input path of `seqc run` giving a clear error (naming the tensor or dim, what was
+//! expected and what was found) with exit status 1 and no panic.
+
+use seqc_runtime::{HostTensor, TensorData, io};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn seqc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seqc"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("seqc runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("seqc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// Runs and expects failure with exit status 1, stderr containing every `needle`.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let o = seqc(args);
+    let (out, err) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{args:?} should fail\nstdout: {out}\nstderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: stderr lacks `{n}`:\n{err}");
+    }
+}
+
+const LA: &str = "ir-specs/linear_attention.seq";
+
+#[test]
+fn check_accepts_every_spec() {
+    for e in std::fs::read_dir(root().join("ir-specs")).unwrap() {
+        let p = e.unwrap().path();
+        let o = seqc(&["check", p.to_str().unwrap()]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{}: {err}", p.display());
+        assert!(out.starts_with("ok: "), "{out}");
+    }
+}
+
+#[test]
+fn check_rejects_with_diagnostics() {
+    fails_with(
+        &["check", "tests/errors/broadcast_mismatch.seq"],
+        &[
+            "tests/errors/broadcast_mismatch.seq:5:12",
+            "do not broadcast",
+        ],
+    );
+    fails_with(
+        &["check", "no/such/file.seq"],
+        &["cannot read `no/such/file.seq`"],
+    );
+}
+
+#[test]
+fn dump_prints_canonical_text() {
+    let g = seqc::frontend::load_file(&root().join(LA)).unwrap();
+    let o = seqc(&["dump", LA, "--stage", "ir"]);
+    assert!(o.status.success());
+    assert_eq!(text(&o).0, seqc::ir::print::print_graph(&g));
+    let o = seqc(&["dump", LA, "--stage", "ast"]);
+    assert!(o.status.success());
+    let (ast, _) = text(&o);
+    assert!(ast.contains("dim B, T;"), "{ast}");
+    fails_with(
+        &["dump", "tests/errors/missing_rparen.seq", "--stage", "ast"],
+        &["expected `)`"],
+    );
+}
+
+#[test]
+fn info_is_json_with_the_interface() {
+    let o = seqc(&["info", "ir-specs/mamba.seq"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dims"], serde_json::json!(["B", "T"]));
+    assert_eq!(v["inputs"][0]["name"], "x");
+    assert_eq!(v["inputs"][0]["shape"], serde_json::json!(["B", "T", "16"]));
+    let params: Vec<&str> = v["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        params.contains(&"conv1d.weight") && params.contains(&"A_log"),
+        "{params:?}"
+    );
+    assert_eq!(v["outputs"][0]["dtype"], "f32");
+}
+
+#[test]
+fn run_fills_missing_tensors_and_says_so() {
+    let out = tmp("filled.safetensors");
+    let o = seqc(&[
+        "run",
+        LA,
+        "--dims",
+        "B=1,T=5",
+        "--seed",
+        "3",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("filled") && err.contains("seed 3"), "{err}");
+    assert!(stdout.starts_with("y: f32[1, 5, "), "{stdout}");
+    let t = io::read_safetensors(&out).unwrap();
+    assert_eq!(t["y"].shape[..2], [1, 5]);
+    // Same seed, same values; another seed, other values.
+    let again = tmp("filled2.safetensors");
+    seqc(&[
+        "run",
+        LA,
+        "--dims",
+        "B=1,T=5",
+        "--seed",
+        "3",
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(io::read_safetensors(&again).unwrap(), t);
+    let other = tmp("filled3.safetensors");
+    seqc(&[
+        "run",
+        LA,
+        "--dims",
+        "B=1,T=5",
+        "--seed",
+        "4",
+        "-o",
+        other.to_str().unwrap(),
+    ]);
+    assert_ne!(io::read_safetensors(&other).unwrap(), t);
+}
+
+#[test]
+fn run_on_a_fixture_matches_the_reference() {
+    let f = root().join("tests/fixtures");
+    let out = tmp("mamba.safetensors");
+    let o = seqc(&[
+        "run",
+        "ir-specs/mamba.seq",
+        "--weights",
+        f.join("mamba.weights.safetensors").to_str().unwrap(),
+        "--inputs",
+        f.join("mamba.inputs.safetensors").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let got = io::read_safetensors(&out).unwrap();
+    let want = io::read_safetensors(&f.join("mamba.expected.safetensors")).unwrap();
+    let (g, w) = (got["y"].to_f64_vec(), want["y"].to_f64_vec());
+    let scale = w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+    let err = g
+        .iter()
+        .zip(&w)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err <= 1e-4 * scale, "max error {err}");
+}
+
+fn write(name: &str, tensors: &[(&str, HostTensor)]) -> PathBuf {
+    let p = tmp(name);
+    let map: BTreeMap<String, HostTensor> = tensors
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+    io::write_safetensors(&p, &map).unwrap();
+    p
+}
+
+fn f32s(shape: &[usize]) -> HostTensor {
+    HostTensor::f32(shape.to_vec(), vec![0.5; shape.iter().product()])
+}
+
+#[test]
+fn run_rejects_bad_inputs_clearly() {
+    // Wrong shape: x is [B, T, 64].
+    let p = write("bad_shape.safetensors", &[("x", f32s(&[1, 5, 31]))]);
+    fails_with(
+        &["run", LA, "--inputs", p.to_str().unwrap()],
+        &["`x`", "32", "31"],
+    );
+    // Wrong dtype.
+    let p = write(
+        "bad_dtype.safetensors",
+        &[(
+            "x",
+            HostTensor {
+                shape: vec![1, 5, 64],
+                data: TensorData::I32(vec![0; 320]),
+            },
+        )],
+    );
+    fails_with(
+        &["run", LA, "--inputs", p.to_str().unwrap()],
+        &["`x`", "f32", "i32"],
+    );
+    // Unknown tensor name.
+    let p = write(
+        "unknown.safetensors",
+        &[("x", f32s(&[1, 5, 32])), ("xx", f32s(&[2]))],
+    );
+    fails_with(&["run", LA, "--inputs", p.to_str().unwrap()], &["`xx`"]);
+    // A dim inconsistent with --dims.
+    let p = write("dims.safetensors", &[("x", f32s(&[1, 5, 32]))]);
+    fails_with(
+        &["run", LA, "--inputs", p.to_str().unwrap(), "--dims", "T=6"],
+        &["T", "6", "5"],
+    );
+    // Unbound dims.
+    fails_with(&["run", LA], &["B"]);
+    // A dim the spec does not declare, and malformed --dims.
+    fails_with(&["run", LA, "--dims", "B=1,T=4,Q=2"], &["Q"]);
+    fails_with(&["run", LA, "--dims", "B=1,T=four"], &["four"]);
+    fails_with(&["run", LA, "--dims", "B=1,T=-3"], &["T"]);
+    // Not a safetensors file.
+    let p = tmp("garbage.safetensors");
+    std::fs::write(&p, b"\x05\x00\x00\x00\x00\x00\x00\x00garbage").unwrap();
+    fails_with(
+        &["run", LA, "--weights", p.to_str().unwrap()],
+        &["garbage.safetensors", "safetensors"],
+    );
+    fails_with(
+        &["run", LA, "--weights", "missing.safetensors"],
+        &["missing.safetensors"],
+    );
+}
