@@ -3,6 +3,7 @@
 
 use crate::diag::{PRELUDE, SpecError, SpecErrors};
 use crate::ir::Graph;
+pub use crate::lower::Config;
 use crate::syntax::{self, Program, Span};
 use std::path::Path;
 
@@ -84,11 +85,17 @@ pub fn parse(path: &str, src: &str) -> Result<Program, SpecErrors> {
     }
 }
 
-/// Parse → lower → verify.
+/// Parse → lower → verify, with no config (every `config(..)` read takes its default).
 pub fn load_str(path: &str, src: &str) -> Result<Graph, SpecErrors> {
+    load_str_with(path, src, &Config::new())
+}
+
+/// Parse → lower (reading `config(..)` fields from `config`) → verify.
+pub fn load_str_with(path: &str, src: &str, config: &Config) -> Result<Graph, SpecErrors> {
     let program = parse(path, src)?;
     let prelude = prelude();
-    let graph = crate::lower::lower(&program, &prelude).map_err(|e| errors(path, src, e))?;
+    let graph =
+        crate::lower::lower(&program, &prelude, config).map_err(|e| errors(path, src, e))?;
     if let Err(e) = crate::ir::verify::verify(&graph) {
         // A verifier failure after lowering is a compiler bug; report it, never hide it.
         return Err(errors(
@@ -107,6 +114,32 @@ pub fn load_str(path: &str, src: &str) -> Result<Graph, SpecErrors> {
 
 /// Reads and loads a spec file.
 pub fn load_file(path: &Path) -> Result<Graph, SpecErrors> {
+    load_file_with(path, &Config::new())
+}
+
+/// Reads and loads a spec file with a config (e.g. an HF `config.json`).
+pub fn load_file_with(path: &Path, config: &Config) -> Result<Graph, SpecErrors> {
     let src = read_source(path)?;
-    load_str(&path.display().to_string(), &src)
+    load_str_with(&path.display().to_string(), &src, config)
+}
+
+/// Reads a JSON object of config fields (an HF `config.json`).
+pub fn read_config(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config `{}`: {e}", path.display()))?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(m)) => Ok(m.into_iter().collect()),
+        Ok(other) => Err(format!(
+            "config `{}` must be a JSON object, found {}",
+            path.display(),
+            match other {
+                serde_json::Value::Array(_) => "an array",
+                _ => "a scalar",
+            }
+        )),
+        Err(e) => Err(format!(
+            "config `{}` is not valid JSON: {e}",
+            path.display()
+        )),
+    }
 }

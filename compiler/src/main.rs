@@ -38,15 +38,26 @@ enum Backend {
 #[derive(Subcommand)]
 enum Cmd {
     /// Check a spec: prints `ok`, or its diagnostics and exits with status 1.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        /// Config fields the spec reads with `config(..)` (e.g. an HF config.json).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Print a stage's canonical text on stdout.
     Dump {
         file: PathBuf,
         #[arg(long, value_enum, default_value = "ir")]
         stage: Stage,
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Print the spec's dims, params, inputs and outputs as JSON.
-    Info { file: PathBuf },
+    Info {
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run a spec. Weights and inputs not given are filled with seeded random values.
     Run {
         file: PathBuf,
@@ -67,6 +78,9 @@ enum Cmd {
         /// Write the outputs to this safetensors file.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Config fields the spec reads with `config(..)` (e.g. an HF config.json).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -82,20 +96,24 @@ fn main() -> ExitCode {
 }
 
 /// Loads a spec, printing its diagnostics on failure.
-fn load(file: &Path) -> Option<Graph> {
-    match frontend::load_file(file) {
+fn load(file: &Path, config: &Option<PathBuf>) -> Result<Option<Graph>> {
+    let cfg = match config {
+        Some(p) => frontend::read_config(p).map_err(anyhow::Error::msg)?,
+        None => frontend::Config::new(),
+    };
+    Ok(match frontend::load_file_with(file, &cfg) {
         Ok(g) => Some(g),
         Err(e) => {
             eprint!("{}", e.render(std::io::stderr().is_terminal()));
             None
         }
-    }
+    })
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Check { file } => {
-            let Some(g) = load(&file) else {
+        Cmd::Check { file, config } => {
+            let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
             println!(
@@ -108,7 +126,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 g.nodes.len()
             );
         }
-        Cmd::Dump { file, stage } => match stage {
+        Cmd::Dump {
+            file,
+            stage,
+            config,
+        } => match stage {
             Stage::Ast => {
                 let src = match frontend::read_source(&file) {
                     Ok(s) => s,
@@ -126,14 +148,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             }
             Stage::Ir => {
-                let Some(g) = load(&file) else {
+                let Some(g) = load(&file, &config)? else {
                     return Ok(ExitCode::FAILURE);
                 };
                 print!("{}", seqc::ir::print::print_graph(&g));
             }
         },
-        Cmd::Info { file } => {
-            let Some(g) = load(&file) else {
+        Cmd::Info { file, config } => {
+            let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
             println!("{}", serde_json::to_string_pretty(&seqc::info::info(&g))?);
@@ -146,8 +168,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             inputs,
             seed,
             output,
+            config,
         } => {
-            let Some(g) = load(&file) else {
+            let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
             let given = parse_dims(&dims)?;

@@ -521,6 +521,53 @@ impl<'a> Lowerer<'a> {
                 let axis = self.axis(ax, t.rank(), Self::span_of(&a[1], span))?;
                 Some(Value::Int(t.shape[axis].clone()))
             }
+            "config" => {
+                let a = self.bind_args(name, &["field", "default?"], args, span)?;
+                let (fv, fs) = a[0].clone()?;
+                let Value::Str(field) = fv else {
+                    self.error(
+                        fs,
+                        format!("`config` needs a field name string, found {}", fv.kind()),
+                        "expected a string",
+                    );
+                    return None;
+                };
+                match self.config.get(&field) {
+                    Some(serde_json::Value::Null) | None => match &a[1] {
+                        Some((v, _)) => Some(v.clone()),
+                        None => {
+                            self.error_help(
+                                fs,
+                                format!("the spec reads config field `{field}`, which the config does not set"),
+                                "no value and no default",
+                                "pass an HF config.json with --config, or give a default: config(\"field\", value)".into(),
+                            );
+                            None
+                        }
+                    },
+                    Some(v) => {
+                        let got = match v {
+                            serde_json::Value::Bool(b) => Some(Value::Bool(*b)),
+                            serde_json::Value::String(s) => Some(Value::Str(s.clone())),
+                            serde_json::Value::Number(n) => match n.as_i64() {
+                                Some(i) => Some(Value::int(i)),
+                                None => n.as_f64().map(Value::Float),
+                            },
+                            _ => None,
+                        };
+                        if got.is_none() {
+                            self.error(
+                                fs,
+                                format!(
+                                    "config field `{field}` is {v}, not a number, boolean or string"
+                                ),
+                                "unsupported value",
+                            );
+                        }
+                        got
+                    }
+                }
+            }
             "rank" => {
                 let a = self.bind_args(name, &["x"], args, span)?;
                 let x = self.arg_tensor(&a[0], "the argument of `rank`")?;

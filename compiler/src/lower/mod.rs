@@ -36,8 +36,12 @@ struct Ctx {
     consts: HashMap<(String, DType), NodeId>,
 }
 
+/// Values a spec may read with `config("field", default)`: an HF `config.json`'s fields.
+pub type Config = BTreeMap<String, serde_json::Value>;
+
 pub struct Lowerer<'a> {
     ctx: Ctx,
+    config: &'a Config,
     next_generation: u32,
     fns: BTreeMap<String, &'a FnDef>,
     frames: Vec<Frame>,
@@ -53,8 +57,13 @@ pub struct Lowerer<'a> {
 }
 
 /// Lowers a parsed spec (with the parsed prelude) to a graph, or returns every error.
-pub fn lower(program: &Program, prelude: &Program) -> Result<Graph, Vec<SpecError>> {
+pub fn lower(
+    program: &Program,
+    prelude: &Program,
+    config: &Config,
+) -> Result<Graph, Vec<SpecError>> {
     let mut l = Lowerer {
+        config,
         ctx: Ctx {
             graph: Graph::new(Vec::new()),
             generation: 0,

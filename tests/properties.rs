@@ -1,0 +1,123 @@
+//! Properties that hold for a family of specs, declared in the spec's header comment:
+//! `// property: causal` — outputs at time t do not depend on inputs after t (the time axis
+//! is the one declared with the dim `T`).
+
+use seqc::ir::{DimExpr, Graph};
+use seqc_runtime::{HostTensor, TensorData};
+use seqc_tests::{files, rel, root};
+use std::collections::BTreeMap;
+
+fn tagged(property: &str) -> Vec<std::path::PathBuf> {
+    files("ir-specs", "seq")
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .take_while(|l| l.starts_with("//") || l.trim().is_empty())
+                .any(|l| l.trim() == format!("// property: {property}"))
+        })
+        .collect()
+}
+
+/// Dims for a spec: B = 1, T = `t`, others from the spec's fixture metadata.
+fn dims_for(path: &std::path::Path, g: &Graph, t: i64) -> BTreeMap<String, i64> {
+    let stem = path.file_stem().unwrap().to_string_lossy();
+    let meta = root().join("tests/fixtures").join(format!("{stem}.json"));
+    let mut d = BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(meta) {
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if let Some(m) = v["dims"].as_object() {
+            for (k, x) in m {
+                d.insert(k.clone(), x.as_i64().unwrap());
+            }
+        }
+    }
+    for name in &g.dims {
+        d.entry(name.clone()).or_insert(1);
+    }
+    d.insert("B".into(), 1);
+    d.insert("T".into(), t);
+    d.retain(|k, _| g.dims.contains(k));
+    d
+}
+
+fn time_axis(shape: &[DimExpr]) -> Option<usize> {
+    shape.iter().position(|d| *d == DimExpr::sym("T"))
+}
+
+/// Replaces every element at time index ≥ k (float tensors only).
+fn perturb_future(t: &HostTensor, axis: usize, k: usize) -> HostTensor {
+    let mut out = t.clone();
+    let inner: usize = t.shape[axis + 1..].iter().product();
+    let n = t.shape[axis];
+    if let TensorData::F32(v) = &mut out.data {
+        for (i, x) in v.iter_mut().enumerate() {
+            if (i / inner) % n >= k {
+                *x = -*x * 3.0 + 0.7;
+            }
+        }
+    }
+    out
+}
+
+fn prefix(t: &HostTensor, axis: usize, k: usize) -> Vec<f64> {
+    let inner: usize = t.shape[axis + 1..].iter().product();
+    let n = t.shape[axis];
+    t.to_f64_vec()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| (i / inner) % n < k)
+        .map(|(_, x)| x)
+        .collect()
+}
+
+#[test]
+fn causal_specs_do_not_look_ahead() {
+    let specs = tagged("causal");
+    assert!(!specs.is_empty(), "no spec is tagged `// property: causal`");
+    for path in specs {
+        let g = seqc::frontend::load_file(&path).unwrap();
+        let (t, k) = (11i64, 6usize);
+        let dims = dims_for(&path, &g, t);
+        let mut tensors = BTreeMap::new();
+        seqc::bind::fill_missing(&g, &dims, &mut tensors, 7).unwrap();
+        let base = seqc::interp::run(&g, &dims, &tensors).unwrap();
+        let mut changed = tensors.clone();
+        let mut any = false;
+        for (name, id) in g.inputs() {
+            if let Some(ax) = time_axis(&g.tensor_ty(id).shape) {
+                let t = &tensors[name];
+                if matches!(t.data, TensorData::F32(_)) {
+                    changed.insert(name.to_string(), perturb_future(t, ax, k));
+                    any = true;
+                }
+            }
+        }
+        assert!(
+            any,
+            "{}: no float input has a T axis to perturb",
+            rel(&path)
+        );
+        let after = seqc::interp::run(&g, &dims, &changed).unwrap();
+        for (name, id) in &g.outputs {
+            let Some(ax) = time_axis(&g.tensor_ty(*id).shape) else {
+                continue;
+            };
+            let (a, b) = (prefix(&base[name], ax, k), prefix(&after[name], ax, k));
+            assert_eq!(
+                a,
+                b,
+                "{}: output `{name}` before t = {k} changed",
+                rel(&path)
+            );
+            // The test can fail: the future part does change.
+            assert_ne!(
+                base[name],
+                after[name],
+                "{}: output `{name}` ignores its input",
+                rel(&path)
+            );
+        }
+    }
+}
