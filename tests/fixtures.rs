@@ -160,7 +160,13 @@ fn run_fixture(stem: &str) -> Result<String, String> {
         .and_then(serde_json::Value::as_f64)
         .ok_or("`tolerance` is missing or not a number")?;
 
-    let graph = seqc::frontend::load_file(&spec_path)
+    // Whole-model fixtures carry the checkpoint's HF config.json under "config".
+    let config: seqc::frontend::Config = match meta.get("config") {
+        Some(serde_json::Value::Object(m)) => m.clone().into_iter().collect(),
+        Some(_) => return Err("`config` is not an object".into()),
+        None => seqc::frontend::Config::new(),
+    };
+    let graph = seqc::frontend::load_file_with(&spec_path, &config)
         .map_err(|e| format!("{}: spec errors:\n{e}", spec_path.display()))?;
 
     let weights = read_tensors(&dir.join(format!("{stem}.weights.safetensors")))?;

@@ -181,8 +181,15 @@ fn demo(root: &Path) -> Result<()> {
             .unwrap_or_default();
         let reference = meta["reference"].as_str().unwrap_or("?");
         let out = out_dir.join(format!("{name}.out.safetensors"));
-        run(Command::new(&seqc).args([
-            "run",
+        let mut cmd = Command::new(&seqc);
+        cmd.arg("run");
+        if let Some(cfg) = meta.get("config") {
+            // A whole-model fixture: its HF config.json, written out as HF writes it.
+            let path = out_dir.join(format!("{name}.config.json"));
+            std::fs::write(&path, serde_json::to_string_pretty(cfg)?)?;
+            cmd.arg("--config").arg(path);
+        }
+        run(cmd.args([
             &format!("ir-specs/{spec_name}.seq"),
             "--dims",
             &dims,
