@@ -1,22 +1,29 @@
 //! Properties that hold for a family of specs, declared in the spec's header comment:
 //! `// property: causal` — outputs at time t do not depend on inputs after t (the time axis
-//! is the one declared with the dim `T`).
+//! is the one declared with the dim `T`);
+//! `// property: equivalent OTHER` — the spec and `ir-specs/OTHER.seq` (e.g. a recurrent and a
+//! parallel form) take the same params and inputs and give the same outputs.
 
 use seqc::ir::{DimExpr, Graph};
 use seqc_runtime::{HostTensor, TensorData};
 use seqc_tests::{files, rel, root};
 use std::collections::BTreeMap;
 
+/// The arguments of every `// property: NAME ARGS` line in a spec's header.
+fn property_args(path: &std::path::Path, property: &str) -> Vec<String> {
+    let prefix = format!("// property: {property}");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("//") || l.trim().is_empty())
+        .filter_map(|l| l.trim().strip_prefix(&prefix).map(|a| a.trim().to_string()))
+        .collect()
+}
+
 fn tagged(property: &str) -> Vec<std::path::PathBuf> {
     files("ir-specs", "seq")
         .into_iter()
-        .filter(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .take_while(|l| l.starts_with("//") || l.trim().is_empty())
-                .any(|l| l.trim() == format!("// property: {property}"))
-        })
+        .filter(|p| !property_args(p, property).is_empty())
         .collect()
 }
 
@@ -118,6 +125,42 @@ fn causal_specs_do_not_look_ahead() {
                 "{}: output `{name}` ignores its input",
                 rel(&path)
             );
+        }
+    }
+}
+
+#[test]
+fn equivalent_forms_agree() {
+    for path in tagged("equivalent") {
+        for other in property_args(&path, "equivalent") {
+            let other_path = root().join("ir-specs").join(format!("{other}.seq"));
+            let g1 = seqc::frontend::load_file(&path).unwrap();
+            let g2 = seqc::frontend::load_file(&other_path)
+                .unwrap_or_else(|e| panic!("{}: equivalent to `{other}`: {e}", rel(&path)));
+            for t in [1i64, 7, 13] {
+                let dims = dims_for(&path, &g1, t);
+                let mut tensors = BTreeMap::new();
+                seqc::bind::fill_missing(&g1, &dims, &mut tensors, 11).unwrap();
+                seqc::bind::check_tensors(&g2, &dims, &tensors).unwrap_or_else(|e| {
+                    panic!("{} and {other} differ in interface: {e}", rel(&path))
+                });
+                let a = seqc::interp::run(&g1, &dims, &tensors).unwrap();
+                let b = seqc::interp::run(&g2, &dims, &tensors).unwrap();
+                assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+                for (name, x) in &a {
+                    let (x, y) = (x.to_f64_vec(), b[name].to_f64_vec());
+                    let scale = x.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                    let err = x
+                        .iter()
+                        .zip(&y)
+                        .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
+                    assert!(
+                        err <= 1e-4 * scale,
+                        "{} vs {other} at T = {t}: `{name}` differs by {err}",
+                        rel(&path)
+                    );
+                }
+            }
         }
     }
 }

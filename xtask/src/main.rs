@@ -68,6 +68,20 @@ fn show(cmd: &Command) -> String {
     s
 }
 
+/// Runs quietly; on failure prints what the command printed.
+fn run_quiet(cmd: &mut Command) -> Result<()> {
+    let o = cmd
+        .output()
+        .with_context(|| format!("cannot start `{}`", show(cmd)))?;
+    if !o.status.success() {
+        eprintln!("$ {}", show(cmd));
+        eprint!("{}", String::from_utf8_lossy(&o.stdout));
+        eprint!("{}", String::from_utf8_lossy(&o.stderr));
+        bail!("`{}` failed ({})", show(cmd), o.status);
+    }
+    Ok(())
+}
+
 fn ok(cmd: &mut Command) -> bool {
     cmd.output().map(|o| o.status.success()).unwrap_or(false)
 }
@@ -189,21 +203,23 @@ fn demo(root: &Path) -> Result<()> {
             std::fs::write(&path, serde_json::to_string_pretty(cfg)?)?;
             cmd.arg("--config").arg(path);
         }
-        run(cmd.args([
-            &format!("ir-specs/{spec_name}.seq"),
-            "--dims",
-            &dims,
-            "--weights",
-            &fixtures
-                .join(format!("{name}.weights.safetensors"))
-                .to_string_lossy(),
-            "--inputs",
-            &fixtures
-                .join(format!("{name}.inputs.safetensors"))
-                .to_string_lossy(),
-            "-o",
-            &out.to_string_lossy(),
-        ]))?;
+        run_quiet(
+            cmd.args([
+                &format!("ir-specs/{spec_name}.seq"),
+                "--dims",
+                &dims,
+                "--weights",
+                &fixtures
+                    .join(format!("{name}.weights.safetensors"))
+                    .to_string_lossy(),
+                "--inputs",
+                &fixtures
+                    .join(format!("{name}.inputs.safetensors"))
+                    .to_string_lossy(),
+                "-o",
+                &out.to_string_lossy(),
+            ]),
+        )?;
         let err = compare(&out, &fixtures.join(format!("{name}.expected.safetensors")))?;
         let verdict = if err <= 1e-4 { "ok" } else { "MISMATCH" };
         eprintln!("{verdict}: {name}: max relative error {err:.2e} against {reference}");
