@@ -30,7 +30,9 @@ fn sigmoid(x: f64) -> f64 {
     }
 }
 
-fn unary_f(u: UnaryOp, x: f64) -> Option<f64> {
+/// The scalar semantics of a float unary op in f64 (`None` for `not`). The front end folds
+/// compile-time constants with this same function, so folding never disagrees with the oracle.
+pub fn unary_f(u: UnaryOp, x: f64) -> Option<f64> {
     Some(match u {
         UnaryOp::Neg => -x,
         UnaryOp::Abs => x.abs(),

@@ -18,7 +18,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-pub use elementwise::erf;
+pub use elementwise::{erf, unary_f};
 
 use crate::ir::{DimBindings, DimExpr, Graph, NodeId, Op, Type};
 use seqc_runtime::HostTensor;

@@ -447,16 +447,7 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
                 ));
             }
             if inputs.len() == 3 {
-                let h0 = t(2)?;
-                let mut want = b.shape.clone();
-                want.remove(*axis);
-                if h0.shape != want || h0.dtype != b.dtype {
-                    return Err(format!(
-                        "`scan` initial state must be {}, found {}",
-                        TensorType::new(b.dtype, want),
-                        h0
-                    ));
-                }
+                check_init(op, b, *axis, t(2)?)?;
             }
             b.clone()
         }
@@ -487,16 +478,7 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
                 ));
             }
             if inputs.len() == 3 {
-                let h0 = t(2)?;
-                let mut want = b.shape.clone();
-                want.remove(*axis);
-                if h0.shape != want || h0.dtype != b.dtype {
-                    return Err(format!(
-                        "`scan_matrix` initial state must be {}, found {}",
-                        TensorType::new(b.dtype, want),
-                        h0
-                    ));
-                }
+                check_init(op, b, *axis, t(2)?)?;
             }
             b.clone()
         }
@@ -535,6 +517,21 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
         }
     };
     Ok(Type::Tensor(out))
+}
+
+/// A scan's initial state has the input's shape without the time axis, and its dtype.
+fn check_init(op: &Op, b: &TensorType, axis: usize, h0: &TensorType) -> R<()> {
+    let mut want = b.shape.clone();
+    want.remove(axis);
+    if h0.shape != want || h0.dtype != b.dtype {
+        return Err(format!(
+            "`{}` initial state must be {}, found {}",
+            op.name(),
+            TensorType::new(b.dtype, want),
+            h0
+        ));
+    }
+    Ok(())
 }
 
 fn need_int(t: &TensorType, what: &str) -> R<()> {

@@ -580,31 +580,17 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// Folds a unary op on a compile-time number with the interpreter's own scalar semantics.
     fn fold_unary(&mut self, u: UnaryOp, v: &Value, span: Span, name: &str) -> Option<Value> {
-        let x = num(v)?;
-        let r = match u {
-            UnaryOp::Exp => x.exp(),
-            UnaryOp::Log => x.ln(),
-            UnaryOp::Log1p => x.ln_1p(),
-            UnaryOp::Sqrt => x.sqrt(),
-            UnaryOp::Rsqrt => 1.0 / x.sqrt(),
-            UnaryOp::Recip => 1.0 / x,
-            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            UnaryOp::Tanh => x.tanh(),
-            UnaryOp::Sin => x.sin(),
-            UnaryOp::Cos => x.cos(),
-            UnaryOp::Abs => x.abs(),
-            UnaryOp::Floor => x.floor(),
-            _ => {
-                self.error(
-                    span,
-                    format!("`{name}` needs a tensor argument, found {}", v.kind()),
-                    "not a tensor",
-                );
-                return None;
-            }
-        };
-        Some(Value::Float(r))
+        let folded = num(v).and_then(|x| crate::interp::unary_f(u, x));
+        if folded.is_none() {
+            self.error(
+                span,
+                format!("`{name}` needs a tensor argument, found {}", v.kind()),
+                "not a tensor",
+            );
+        }
+        folded.map(Value::Float)
     }
 
     /// A slice bound: a dim expression, negative constants counting from the end `n`.
