@@ -68,6 +68,7 @@ pub const BUILTINS: &[&str] = &[
     "conv1d_causal",
     "dim",
     "rank",
+    "config",
 ];
 
 pub fn is_builtin(name: &str) -> bool {
@@ -532,7 +533,25 @@ impl<'a> Lowerer<'a> {
                     );
                     return None;
                 };
-                match self.config.get(&field) {
+                // `a.b` reads field `b` of the object `a` (HF nests e.g. rope_parameters).
+                let mut parts = field.split('.');
+                let first = self.config.get(parts.next().unwrap_or_default());
+                let found = parts.try_fold(first, |v, k| match v {
+                    Some(serde_json::Value::Object(m)) => Some(m.get(k)),
+                    Some(serde_json::Value::Null) | None => Some(None),
+                    Some(_) => None,
+                });
+                let Some(found) = found else {
+                    self.error(
+                        fs,
+                        format!(
+                            "config field `{field}` goes through a value that is not an object"
+                        ),
+                        "bad path",
+                    );
+                    return None;
+                };
+                match found {
                     Some(serde_json::Value::Null) | None => match &a[1] {
                         Some((v, _)) => Some(v.clone()),
                         None => {

@@ -45,6 +45,25 @@ impl<'a> Lowerer<'a> {
             ExprKind::Call { callee, args, at } => self.call(callee, args, at.as_deref(), e.span),
             ExprKind::List(xs) => Value::List(xs.iter().map(|x| self.expr(x)).collect()),
             ExprKind::Tuple(xs) => Value::Tuple(xs.iter().map(|x| self.expr(x)).collect()),
+            ExprKind::If {
+                cond,
+                then,
+                otherwise,
+            } => match self.expr(cond) {
+                Value::Bool(c) => self.block_value(if c { then } else { otherwise }),
+                Value::Poison => Value::Poison,
+                other => {
+                    self.error(
+                        cond.span,
+                        format!(
+                            "an `if` condition must be a compile-time boolean, found {}",
+                            other.kind()
+                        ),
+                        "use `where(cond, a, b)` to select elementwise on tensors",
+                    );
+                    Value::Poison
+                }
+            },
             ExprKind::Repeat {
                 var,
                 start,
@@ -605,6 +624,17 @@ impl<'a> Lowerer<'a> {
             }
         }
         h
+    }
+
+    /// The value of a block in a scope of its own (its `let`s do not leak).
+    fn block_value(&mut self, b: &Block) -> Value {
+        self.push_frame(false);
+        for st in &b.stmts {
+            self.stmt(st);
+        }
+        let v = self.expr(&b.result);
+        self.pop_frame();
+        v
     }
 
     /// A compile-time constant integer.

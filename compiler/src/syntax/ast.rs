@@ -136,6 +136,13 @@ pub enum ExprKind {
     },
     List(Vec<Expr>),
     Tuple(Vec<Expr>),
+    /// `if cond { … } else { … }`: `cond` is a compile-time boolean; only the chosen branch
+    /// is lowered (so it may declare params the other branch does not).
+    If {
+        cond: Box<Expr>,
+        then: Block,
+        otherwise: Block,
+    },
     Repeat {
         var: Ident,
         start: Box<Expr>,

@@ -31,9 +31,10 @@ impl Tok {
     }
 }
 
-pub const KEYWORDS: [&str; 14] = [
+/// Reserved words (`import` is reserved for a later module system).
+pub const KEYWORDS: [&str; 16] = [
     "dim", "const", "param", "input", "output", "let", "fn", "repeat", "in", "with", "at", "true",
-    "false", "import",
+    "false", "import", "if", "else",
 ];
 
 const PUNCTS: [&str; 27] = [

@@ -553,6 +553,22 @@ impl Parser {
                 self.depth -= 1;
                 ExprKind::List(items?)
             }
+            Tok::Kw("if") => {
+                self.bump();
+                let cond = self.expr()?;
+                let then = self.block()?;
+                if !self.is_kw("else") {
+                    return self
+                        .expected("`else` (an `if` is an expression and needs both branches)");
+                }
+                self.bump();
+                let otherwise = self.block()?;
+                ExprKind::If {
+                    cond: Box::new(cond),
+                    then,
+                    otherwise,
+                }
+            }
             Tok::Kw("repeat") => {
                 self.bump();
                 let var = self.ident("a loop variable")?;

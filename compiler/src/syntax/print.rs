@@ -169,6 +169,17 @@ fn expr_ind(e: &Expr, ind: usize) -> String {
                 format!("({})", v.join(", "))
             }
         }
+        ExprKind::If {
+            cond,
+            then,
+            otherwise,
+        } => {
+            let mut s = format!("if {} ", expr_ind(cond, ind));
+            block(&mut s, then, ind);
+            s.push_str(" else ");
+            block(&mut s, otherwise, ind);
+            s
+        }
         ExprKind::Repeat {
             var,
             start,

@@ -1,0 +1,95 @@
+//! Lowering tests: language features checked through the IR they produce and, where values
+//! matter, through the interpreter against hand-computed results.
+
+use crate::frontend::{Config, load_str, load_str_with};
+use crate::ir::{DimBindings, Op};
+use seqc_runtime::HostTensor;
+use std::collections::BTreeMap;
+
+fn run(src: &str, cfg: &Config, x: Vec<f32>) -> Vec<f64> {
+    let g = load_str_with("t.seq", src, cfg).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let n = x.len();
+    let mut t = BTreeMap::new();
+    t.insert("x".to_string(), HostTensor::f32(vec![n], x));
+    let dims: DimBindings = [("T".to_string(), n as i64)].into_iter().collect();
+    crate::interp::run(&g, &dims, &t).unwrap()["y"].to_f64_vec()
+}
+
+const HEAD: &str = "dim T;\ninput x: f32[T];\n";
+
+#[test]
+fn compile_time_if_picks_one_branch() {
+    let src = format!(
+        "{HEAD}const TIED = config(\"tie\", true);\noutput y = if TIED {{ x * 2.0 }} else {{ x + 1.0 }};\n"
+    );
+    assert_eq!(run(&src, &Config::new(), vec![1.0, 2.0]), vec![2.0, 4.0]);
+    let cfg: Config = [("tie".to_string(), serde_json::json!(false))]
+        .into_iter()
+        .collect();
+    assert_eq!(run(&src, &cfg, vec![1.0, 2.0]), vec![2.0, 3.0]);
+}
+
+#[test]
+fn params_exist_only_in_the_branch_taken() {
+    let src = format!(
+        "{HEAD}const TIED = config(\"tie\", false);\n\
+         fn head(x) {{ if TIED {{ x }} else {{ param lm_head.weight: f32[T]; x * lm_head.weight }} }}\n\
+         output y = head(x) at \"m\";\n"
+    );
+    let g = load_str("t.seq", &src).unwrap();
+    let names: Vec<&str> = g.params().map(|(n, _)| n).collect();
+    assert_eq!(names, ["m.lm_head.weight"]);
+    let cfg: Config = [("tie".to_string(), serde_json::json!(true))]
+        .into_iter()
+        .collect();
+    let g = load_str_with("t.seq", &src, &cfg).unwrap();
+    assert_eq!(g.params().count(), 0);
+}
+
+#[test]
+fn config_reads_nested_fields_and_defaults() {
+    let src = format!("{HEAD}const S = config(\"rope.theta\", 1.0);\noutput y = x * S;\n");
+    assert_eq!(run(&src, &Config::new(), vec![3.0]), vec![3.0]);
+    let cfg: Config = [("rope".to_string(), serde_json::json!({"theta": 4.0}))]
+        .into_iter()
+        .collect();
+    assert_eq!(run(&src, &cfg, vec![3.0]), vec![12.0]);
+    let cfg: Config = [("rope".to_string(), serde_json::json!(null))]
+        .into_iter()
+        .collect();
+    assert_eq!(run(&src, &cfg, vec![3.0]), vec![3.0]);
+    let cfg: Config = [("rope".to_string(), serde_json::json!(5))]
+        .into_iter()
+        .collect();
+    let e = load_str_with("t.seq", &src, &cfg).unwrap_err();
+    assert!(e.to_string().contains("not an object"), "{e}");
+}
+
+#[test]
+fn repeat_threads_its_accumulator_and_prefixes_params() {
+    let src = format!(
+        "{HEAD}fn layer(h) {{ param w: f32[T]; h * w }}\n\
+         output y = repeat i in 0..3 with h = x {{ layer(h) at \"layers.{{i}}\" }};\n"
+    );
+    let g = load_str("t.seq", &src).unwrap();
+    let names: Vec<&str> = g.params().map(|(n, _)| n).collect();
+    assert_eq!(names, ["layers.0.w", "layers.1.w", "layers.2.w"]);
+}
+
+#[test]
+fn constants_fold_with_the_interpreters_semantics() {
+    // 1/sqrt(16) folds to a single constant: no sqrt node reaches the IR.
+    let src = format!("{HEAD}const D = 16;\noutput y = x * (1.0 / sqrt(D));\n");
+    let g = load_str("t.seq", &src).unwrap();
+    assert!(!g.nodes.iter().any(|n| matches!(n.op, Op::Unary(_))));
+    assert_eq!(run(&src, &Config::new(), vec![8.0]), vec![2.0]);
+}
+
+#[test]
+fn tied_weights_are_one_param() {
+    let src = format!(
+        "{HEAD}fn f(h) {{ param w: f32[T]; h * w }}\noutput y = f(f(x) at \"a\") at \"a\";\n"
+    );
+    let g = load_str("t.seq", &src).unwrap();
+    assert_eq!(g.params().count(), 1);
+}
