@@ -53,19 +53,34 @@ fn time_axis(shape: &[DimExpr]) -> Option<usize> {
     shape.iter().position(|d| *d == DimExpr::sym("T"))
 }
 
-/// Replaces every element at time index ≥ k (float tensors only).
-fn perturb_future(t: &HostTensor, axis: usize, k: usize) -> HostTensor {
+/// Changes every element at time index ≥ k: floats get new values; integers (token ids) are
+/// rotated among the future positions, so every id stays one the spec can look up.
+fn perturb_future(t: &HostTensor, axis: usize, k: usize) -> Option<HostTensor> {
     let mut out = t.clone();
     let inner: usize = t.shape[axis + 1..].iter().product();
     let n = t.shape[axis];
-    if let TensorData::F32(v) = &mut out.data {
-        for (i, x) in v.iter_mut().enumerate() {
-            if (i / inner) % n >= k {
-                *x = -*x * 3.0 + 0.7;
-            }
-        }
+    let future = |i: usize| (i / inner) % n >= k;
+    // The index of the element one time step later, wrapping within [k, n).
+    let next = |i: usize| {
+        let ti = (i / inner) % n;
+        let tj = if ti + 1 < n { ti + 1 } else { k };
+        i - ti * inner + tj * inner
+    };
+    match (&mut out.data, &t.data) {
+        (TensorData::F32(v), _) => v
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| future(*i))
+            .for_each(|(_, x)| *x = -*x * 3.0 + 0.7),
+        (TensorData::I64(v), TensorData::I64(src)) => (0..v.len())
+            .filter(|i| future(*i))
+            .for_each(|i| v[i] = src[next(i)]),
+        (TensorData::I32(v), TensorData::I32(src)) => (0..v.len())
+            .filter(|i| future(*i))
+            .for_each(|i| v[i] = src[next(i)]),
+        _ => return None,
     }
-    out
+    Some(out)
 }
 
 fn prefix(t: &HostTensor, axis: usize, k: usize) -> Vec<f64> {
@@ -94,9 +109,8 @@ fn causal_specs_do_not_look_ahead() {
         let mut any = false;
         for (name, id) in g.inputs() {
             if let Some(ax) = time_axis(&g.tensor_ty(id).shape) {
-                let t = &tensors[name];
-                if matches!(t.data, TensorData::F32(_)) {
-                    changed.insert(name.to_string(), perturb_future(t, ax, k));
+                if let Some(p) = perturb_future(&tensors[name], ax, k) {
+                    changed.insert(name.to_string(), p);
                     any = true;
                 }
             }
