@@ -108,11 +108,11 @@ fn causal_specs_do_not_look_ahead() {
         let mut changed = tensors.clone();
         let mut any = false;
         for (name, id) in g.inputs() {
-            if let Some(ax) = time_axis(&g.tensor_ty(id).shape) {
-                if let Some(p) = perturb_future(&tensors[name], ax, k) {
-                    changed.insert(name.to_string(), p);
-                    any = true;
-                }
+            if let Some(ax) = time_axis(&g.tensor_ty(id).shape)
+                && let Some(p) = perturb_future(&tensors[name], ax, k)
+            {
+                changed.insert(name.to_string(), p);
+                any = true;
             }
         }
         assert!(

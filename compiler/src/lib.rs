@@ -12,5 +12,6 @@ pub mod info;
 pub mod interp;
 pub mod ir;
 pub mod lower;
+pub mod opt;
 pub mod rng;
 pub mod syntax;

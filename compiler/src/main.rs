@@ -1,4 +1,4 @@
-//! The `seqc` command-line tool: `check`, `dump`, `info`, `run`.
+//! The `seqc` command-line tool: `check`, `dump`, `info`, `run`, `stats`.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,6 +27,26 @@ enum Stage {
     Ast,
     /// The tensor IR after lowering and verification.
     Ir,
+    /// The tensor IR after the e-graph optimizer, costed at --dims.
+    Opt,
+}
+
+/// The IR stages `seqc stats` can measure.
+#[derive(Clone, Copy, ValueEnum)]
+enum IrStage {
+    /// The tensor IR after lowering and verification.
+    Ir,
+    /// The tensor IR after the e-graph optimizer.
+    Opt,
+}
+
+impl IrStage {
+    fn name(self) -> &'static str {
+        match self {
+            IrStage::Ir => "ir",
+            IrStage::Opt => "opt",
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -49,6 +69,24 @@ enum Cmd {
         file: PathBuf,
         #[arg(long, value_enum, default_value = "ir")]
         stage: Stage,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Dims the optimizer costs at, as NAME=VALUE,… (default B=1, T=4096, others 1).
+        #[arg(long, default_value = "")]
+        dims: String,
+        /// With --stage opt: append each phase's time, stop reason, e-graph size and the
+        /// rules that fired, as `//` comment lines.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Print FLOPs, bytes moved and the largest intermediate at --dims as JSON.
+    Stats {
+        file: PathBuf,
+        /// Dims as NAME=VALUE,… (default B=1, T=4096, others 1).
+        #[arg(long, default_value = "")]
+        dims: String,
+        #[arg(long, value_enum, default_value = "ir")]
+        stage: IrStage,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -130,7 +168,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             file,
             stage,
             config,
+            dims,
+            explain,
         } => match stage {
+            Stage::Ast | Stage::Ir if explain || !dims.is_empty() => {
+                bail!("--dims and --explain apply to --stage opt");
+            }
             Stage::Ast => {
                 let src = match frontend::read_source(&file) {
                     Ok(s) => s,
@@ -153,7 +196,41 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 };
                 print!("{}", seqc::ir::print::print_graph(&g));
             }
+            Stage::Opt => {
+                let Some(g) = load(&file, &config)? else {
+                    return Ok(ExitCode::FAILURE);
+                };
+                let (opt, report) = optimize(&g, &dims)?;
+                print!("{}", seqc::ir::print::print_graph(&opt));
+                if explain {
+                    print!("{}", report.explain());
+                }
+            }
         },
+        Cmd::Stats {
+            file,
+            dims,
+            stage,
+            config,
+        } => {
+            let Some(g) = load(&file, &config)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let g = match stage {
+                IrStage::Ir => g,
+                IrStage::Opt => optimize(&g, &dims)?.0,
+            };
+            let bound = seqc::opt::default_dims(&g, &checked_dims(&g, &dims)?);
+            let s = seqc::opt::stats(&g, &bound);
+            let out = serde_json::json!({
+                "flops": s.flops,
+                "bytes": s.bytes,
+                "largest_intermediate_bytes": s.largest_intermediate_bytes,
+                "stage": stage.name(),
+                "dims": bound,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
         Cmd::Info { file, config } => {
             let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
@@ -210,6 +287,30 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--dims` for the optimizer and `stats`: every name must be a dim of the graph.
+fn checked_dims(g: &Graph, dims: &str) -> Result<DimBindings> {
+    let d = parse_dims(dims)?;
+    if let Some(k) = d.keys().find(|k| !g.dims.contains(k)) {
+        bail!(
+            "--dims names `{k}`, which the spec does not declare (its dims: {})",
+            g.dims.join(", ")
+        );
+    }
+    if let Some((k, v)) = d.iter().find(|(_, v)| **v < 1) {
+        bail!("--dims: `{k}` is {v}; dims are at least 1");
+    }
+    Ok(d)
+}
+
+/// Runs the e-graph optimizer with costs evaluated at `dims`.
+fn optimize(g: &Graph, dims: &str) -> Result<(Graph, seqc::opt::OptReport)> {
+    let opts = seqc::opt::OptOptions {
+        dims: checked_dims(g, dims)?,
+        ..Default::default()
+    };
+    Ok(seqc::opt::optimize(g, &opts)?)
 }
 
 /// Parses `T=64,B=1`.
