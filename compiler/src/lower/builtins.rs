@@ -69,6 +69,9 @@ pub const BUILTINS: &[&str] = &[
     "dim",
     "rank",
     "config",
+    "item",
+    "len",
+    "assert",
 ];
 
 pub fn is_builtin(name: &str) -> bool {
@@ -565,25 +568,80 @@ impl<'a> Lowerer<'a> {
                         }
                     },
                     Some(v) => {
-                        let got = match v {
-                            serde_json::Value::Bool(b) => Some(Value::Bool(*b)),
-                            serde_json::Value::String(s) => Some(Value::Str(s.clone())),
-                            serde_json::Value::Number(n) => match n.as_i64() {
-                                Some(i) => Some(Value::int(i)),
-                                None => n.as_f64().map(Value::Float),
-                            },
-                            _ => None,
-                        };
+                        let got = json_value(v);
                         if got.is_none() {
                             self.error(
                                 fs,
-                                format!(
-                                    "config field `{field}` is {v}, not a number, boolean or string"
-                                ),
+                                format!("config field `{field}` is {v}, not a number, boolean, string or a list of them"),
                                 "unsupported value",
                             );
                         }
                         got
+                    }
+                }
+            }
+            "assert" => {
+                let a = self.bind_args(name, &["cond", "message"], args, span)?;
+                let (cv, cs) = a[0].clone()?;
+                let (mv, _) = a[1].clone()?;
+                let msg = match mv {
+                    Value::Str(m) => m,
+                    other => other.kind().to_string(),
+                };
+                match cv {
+                    Value::Bool(true) => Some(Value::Bool(true)),
+                    Value::Bool(false) => {
+                        self.error(span, msg, "this assertion does not hold");
+                        None
+                    }
+                    other => {
+                        self.error(
+                            cs,
+                            format!(
+                                "`assert` needs a compile-time boolean, found {}",
+                                other.kind()
+                            ),
+                            "not a compile-time boolean",
+                        );
+                        None
+                    }
+                }
+            }
+            "item" => {
+                let a = self.bind_args(name, &["list", "index"], args, span)?;
+                let (lv, ls) = a[0].clone()?;
+                let Value::List(items) = lv else {
+                    self.error(
+                        ls,
+                        format!("`item` needs a list, found {}", lv.kind()),
+                        "expected a list",
+                    );
+                    return None;
+                };
+                let i = self.arg_int(&a[1], 0, "the index")?;
+                let n = items.len() as i64;
+                let k = if i < 0 { i + n } else { i };
+                if !(0..n).contains(&k) {
+                    self.error(
+                        Self::span_of(&a[1], span),
+                        format!("index {i} is out of range for a list of {n}"),
+                        "out of range",
+                    );
+                    return None;
+                }
+                Some(items[k as usize].clone())
+            }
+            "len" => {
+                let a = self.bind_args(name, &["list"], args, span)?;
+                match a[0].clone()? {
+                    (Value::List(items), _) => Some(Value::int(items.len() as i64)),
+                    (other, s) => {
+                        self.error(
+                            s,
+                            format!("`len` needs a list, found {}", other.kind()),
+                            "expected a list",
+                        );
+                        None
                     }
                 }
             }
@@ -689,6 +747,22 @@ impl<'a> Lowerer<'a> {
         }
         Some(out)
     }
+}
+
+/// A config value as a compile-time value: numbers, booleans, strings and lists of them.
+fn json_value(v: &serde_json::Value) -> Option<Value> {
+    Some(match v {
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::String(s) => Value::Str(s.clone()),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::int(i),
+            None => Value::Float(n.as_f64()?),
+        },
+        serde_json::Value::Array(xs) => {
+            Value::List(xs.iter().map(json_value).collect::<Option<_>>()?)
+        }
+        _ => return None,
+    })
 }
 
 fn num(v: &Value) -> Option<f64> {

@@ -300,6 +300,11 @@ impl<'a> Lowerer<'a> {
                     }
                 },
             },
+            (Str(x), Str(y)) => match op {
+                BinOp::Eq => Bool(x == y),
+                BinOp::Ne => Bool(x != y),
+                _ => return Some(self.bad_fold(op, a, b, span)),
+            },
             (Bool(x), Bool(y)) => match op {
                 BinOp::And => Bool(*x && *y),
                 BinOp::Or => Bool(*x || *y),

@@ -409,12 +409,12 @@ impl<'a> Lowerer<'a> {
             ItemKind::Const(n, e) => {
                 let v = self.expr(e);
                 let v = match v {
-                    Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Poison => v,
+                    _ if v.is_compile_time() => v,
                     other => {
                         self.error(
                             e.span,
                             format!(
-                                "constant `{}` must be a compile-time number, found {}",
+                                "constant `{}` must be a compile-time value (number, boolean, string or list of them), found {}",
                                 n.name,
                                 other.kind()
                             ),

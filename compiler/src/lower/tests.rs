@@ -93,3 +93,42 @@ fn tied_weights_are_one_param() {
     let g = load_str("t.seq", &src).unwrap();
     assert_eq!(g.params().count(), 1);
 }
+
+#[test]
+fn list_config_fields_index_and_compare() {
+    let src = format!(
+        "{HEAD}const KINDS = config(\"layer_types\", [\"global\", \"local\"]);\n\
+         output y = repeat i in 0..len(KINDS) with h = x {{ if item(KINDS, i) == \"local\" {{ h * 2.0 }} else {{ h + 1.0 }} }};\n"
+    );
+    // The default: global (+1), then local (×2).
+    assert_eq!(run(&src, &Config::new(), vec![1.0]), vec![4.0]);
+    let cfg: Config = [(
+        "layer_types".to_string(),
+        serde_json::json!(["local", "local", "global"]),
+    )]
+    .into_iter()
+    .collect();
+    assert_eq!(run(&src, &cfg, vec![1.0]), vec![5.0]);
+    let bad = format!("{HEAD}output y = x * item([1.0, 2.0], 2);\n");
+    let e = load_str("t.seq", &bad).unwrap_err();
+    assert!(e.to_string().contains("out of range"), "{e}");
+}
+
+#[test]
+fn assert_refuses_an_unsupported_config() {
+    let src = format!(
+        "{HEAD}const ACT = config(\"hidden_act\", \"silu\");\n\
+         const OK = assert(ACT == \"silu\", \"only hidden_act = silu is supported\");\n\
+         output y = x;\n"
+    );
+    assert!(load_str("t.seq", &src).is_ok());
+    let cfg: Config = [("hidden_act".to_string(), serde_json::json!("gelu"))]
+        .into_iter()
+        .collect();
+    let e = load_str_with("t.seq", &src, &cfg).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("only hidden_act = silu is supported"),
+        "{e}"
+    );
+}

@@ -41,6 +41,17 @@ impl Value {
         }
     }
 
+    /// A value that exists at compile time only (no tensor inside).
+    pub fn is_compile_time(&self) -> bool {
+        match self {
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Str(_) | Value::Poison => {
+                true
+            }
+            Value::List(xs) | Value::Tuple(xs) => xs.iter().all(Value::is_compile_time),
+            _ => false,
+        }
+    }
+
     pub fn int(c: i64) -> Value {
         Value::Int(DimExpr::constant(c))
     }
