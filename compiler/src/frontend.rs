@@ -127,7 +127,7 @@ pub fn load_file_with(path: &Path, config: &Config) -> Result<Graph, SpecErrors>
 pub fn read_config(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config `{}`: {e}", path.display()))?;
-    match serde_json::from_str::<serde_json::Value>(&text) {
+    match serde_json::from_str::<serde_json::Value>(&encode_non_finite(&text)) {
         Ok(serde_json::Value::Object(m)) => Ok(m.into_iter().collect()),
         Ok(other) => Err(format!(
             "config `{}` must be a JSON object, found {}",
@@ -142,4 +142,44 @@ pub fn read_config(path: &Path) -> Result<Config, String> {
             path.display()
         )),
     }
+}
+
+/// Python's `json` (and so HF's `config.json`) writes `Infinity`, `-Infinity` and `NaN` as bare
+/// tokens, which JSON does not allow. Outside strings they are rewritten to
+/// `{"__float__": "Infinity"}` (the encoding the fixtures use too), which `config(..)` reads as
+/// a float.
+pub fn encode_non_finite(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        let token = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|t| rest.starts_with(t));
+        match token {
+            Some(t) => {
+                out.push_str(&format!("{{\"__float__\": \"{t}\"}}"));
+                rest = &rest[t.len()..];
+            }
+            None => {
+                in_string = c == '"';
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
 }

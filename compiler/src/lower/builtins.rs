@@ -761,6 +761,13 @@ fn json_value(v: &serde_json::Value) -> Option<Value> {
         serde_json::Value::Array(xs) => {
             Value::List(xs.iter().map(json_value).collect::<Option<_>>()?)
         }
+        // A non-finite float, as `frontend::encode_non_finite` writes it.
+        serde_json::Value::Object(m) if m.len() == 1 => match m.get("__float__")?.as_str()? {
+            "Infinity" => Value::Float(f64::INFINITY),
+            "-Infinity" => Value::Float(f64::NEG_INFINITY),
+            "NaN" => Value::Float(f64::NAN),
+            _ => return None,
+        },
         _ => return None,
     })
 }

@@ -132,3 +132,25 @@ fn assert_refuses_an_unsupported_config() {
         "{e}"
     );
 }
+
+#[test]
+fn hf_configs_with_non_finite_floats_load() {
+    // HF writes Python's bare Infinity into config.json (e.g. Mamba-2's time_step_limit).
+    let dir = std::env::temp_dir().join(format!("seqc-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("config.json");
+    std::fs::write(
+        &p,
+        r#"{"time_step_limit": [0.0, Infinity], "name": "Infinity in a string", "x": -Infinity}"#,
+    )
+    .unwrap();
+    let cfg = crate::frontend::read_config(&p).unwrap();
+    assert_eq!(cfg["name"], serde_json::json!("Infinity in a string"));
+    let src = format!(
+        "{HEAD}const LIM = config(\"time_step_limit\", [0.0, 1.0]);\n\
+         const OK = assert(item(LIM, 1) > 1e300, \"upper limit is infinite\");\n\
+         output y = minimum(x, item(LIM, 1)) + maximum(x, config(\"x\", 0.0));\n"
+    );
+    assert_eq!(run(&src, &cfg, vec![2.0]), vec![4.0]);
+    std::fs::remove_dir_all(&dir).ok();
+}
