@@ -254,3 +254,35 @@ fn run_rejects_bad_inputs_clearly() {
         &["missing.safetensors"],
     );
 }
+
+#[test]
+fn hf_longformer_takes_attention_window_as_a_list_or_one_int() {
+    // `LongformerConfig` accepts one int for every layer as well as a per-layer list: both
+    // give the same graph; an odd window or a list of the wrong length is refused by name.
+    let dump = |cfg: &str| {
+        let p = tmp(&format!("aw-{}.json", cfg.len()));
+        std::fs::write(&p, cfg).unwrap();
+        let o = seqc(&[
+            "dump",
+            "ir-specs/hf_longformer.seq",
+            "--stage",
+            "ir",
+            "--config",
+            p.to_str().unwrap(),
+        ]);
+        let (out, err) = text(&o);
+        (o.status.code(), out, err)
+    };
+    let (c1, list, e1) = dump(r#"{"attention_window": [6, 6]}"#);
+    let (c2, int, e2) = dump(r#"{"attention_window": 6}"#);
+    assert_eq!((c1, c2), (Some(0), Some(0)), "{e1}\n{e2}");
+    assert_eq!(list, int);
+    let (_, default, _) = dump(r#"{"attention_window": [4, 4]}"#);
+    assert_ne!(list, default, "the window must reach the graph");
+    let (c, _, e) = dump(r#"{"attention_window": 5}"#);
+    assert_eq!(c, Some(1));
+    assert!(e.contains("attention_window entries must be even"), "{e}");
+    let (c, _, e) = dump(r#"{"attention_window": [4]}"#);
+    assert_eq!(c, Some(1));
+    assert!(e.contains("must have num_hidden_layers entries"), "{e}");
+}

@@ -71,6 +71,7 @@ pub const BUILTINS: &[&str] = &[
     "config",
     "item",
     "len",
+    "is_list",
     "assert",
 ];
 
@@ -644,6 +645,11 @@ impl<'a> Lowerer<'a> {
                         None
                     }
                 }
+            }
+            "is_list" => {
+                let a = self.bind_args(name, &["x"], args, span)?;
+                let (v, _) = a[0].clone()?;
+                Some(Value::Bool(matches!(v, Value::List(_))))
             }
             "rank" => {
                 let a = self.bind_args(name, &["x"], args, span)?;

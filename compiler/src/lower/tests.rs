@@ -115,6 +115,28 @@ fn list_config_fields_index_and_compare() {
 }
 
 #[test]
+fn is_list_tells_a_list_from_a_scalar_config_field() {
+    // A field that may be a per-layer list or one value for every layer (HF's
+    // `attention_window`): only the branch taken is lowered, so `item` never sees the int.
+    let src = format!(
+        "{HEAD}const W = config(\"window\", [2, 3]);\n\
+         fn w(i) {{ if is_list(W) {{ item(W, i) }} else {{ W }} }}\n\
+         output y = repeat i in 0..2 with h = x {{ h * w(i) }};\n"
+    );
+    assert_eq!(run(&src, &Config::new(), vec![1.0]), vec![6.0]);
+    let cfg: Config = [("window".to_string(), serde_json::json!(5))]
+        .into_iter()
+        .collect();
+    assert_eq!(run(&src, &cfg, vec![1.0]), vec![25.0]);
+    let e = load_str(
+        "t.seq",
+        &format!("{HEAD}const N = is_list();\noutput y = x;\n"),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("is_list"), "{e}");
+}
+
+#[test]
 fn assert_refuses_an_unsupported_config() {
     let src = format!(
         "{HEAD}const ACT = config(\"hidden_act\", \"silu\");\n\
