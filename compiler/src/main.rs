@@ -226,6 +226,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 "flops": s.flops,
                 "bytes": s.bytes,
                 "largest_intermediate_bytes": s.largest_intermediate_bytes,
+                "load_time_flops": s.load_time_flops,
+                "load_time_bytes": s.load_time_bytes,
                 "stage": stage.name(),
                 "dims": bound,
             });

@@ -5,8 +5,12 @@
 //! written once. Views (`reshape`, `transpose`, `broadcast`, `slice`, `extract`) and leaves
 //! (`input`, `param`, `const`) cost 0 FLOPs and 0 bytes: their readers pay for the reads.
 //! Time = max(FLOPs / peak FLOP/s, bytes / bandwidth), with the contraction peak for einsums
-//! and the vector peak for everything else. Symbolic dims are evaluated at the user's dims;
-//! unbound ones take [`default_dims`]. All arithmetic is f64 (no overflow).
+//! and the vector peak for everything else, plus the target's fixed cost per kernel for every
+//! node that does work. Nodes that depend on no input and have a shape free of symbolic dims
+//! (weight concatenations, transposes of weights, `−exp(A_log)`) are *load-time* nodes:
+//! computed once when the weights are bound, they cost nothing per run
+//! ([`load_time_nodes`]). Symbolic dims are evaluated at the user's dims; unbound ones take
+//! [`default_dims`]. All arithmetic is f64 (no overflow).
 
 use crate::ir::{DimBindings, DimExpr, Graph, Op, ReduceOp, TensorType, Type};
 use serde::Serialize;
@@ -21,29 +25,36 @@ pub struct Target {
     pub vector_flops: f64,
     /// Memory bandwidth, bytes/s (read + written).
     pub bandwidth: f64,
+    /// Fixed cost of one kernel (dispatch to the thread pool, or a GPU launch), seconds.
+    pub kernel_overhead: f64,
 }
 
 impl Target {
     /// This project's build machine (shared/notes/toolchain.md, "This machine's CPU,
     /// measured"): AMD EPYC Zen 4, 2 cores, AVX-512; numpy f32 matmul 185–190 GFLOP/s on both
     /// cores; a 256 MB copy at about 22 GB/s counting bytes read and written. No separate
-    /// vector figure was measured, so the matmul figure stands for both.
+    /// vector figure was measured, so the matmul figure stands for both. Kernel overhead: an
+    /// estimate of one dispatch to and join of the runtime's thread pool (not yet measured:
+    /// the CPU backend does not exist yet).
     pub fn cpu() -> Target {
         Target {
             name: "cpu",
             contraction_flops: 187.5e9,
             vector_flops: 187.5e9,
             bandwidth: 22e9,
+            kernel_overhead: 2e-6,
         }
     }
 
-    /// NVIDIA H100 SXM: 989 TFLOP/s bf16 tensor cores, 67 TFLOP/s fp32, 3.35 TB/s HBM3.
+    /// NVIDIA H100 SXM: 989 TFLOP/s bf16 tensor cores, 67 TFLOP/s fp32, 3.35 TB/s HBM3; a
+    /// kernel launch costs a few microseconds (estimate, not measured here).
     pub fn h100() -> Target {
         Target {
             name: "h100",
             contraction_flops: 989e12,
             vector_flops: 67e12,
             bandwidth: 3.35e12,
+            kernel_overhead: 4e-6,
         }
     }
 
@@ -54,7 +65,12 @@ impl Target {
         } else {
             self.vector_flops
         };
-        (c.flops / peak).max(c.bytes / self.bandwidth)
+        let work = (c.flops / peak).max(c.bytes / self.bandwidth);
+        if c.flops > 0.0 || c.bytes > 0.0 {
+            work + self.kernel_overhead
+        } else {
+            work
+        }
     }
 }
 
@@ -184,7 +200,7 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
                 .get(*n_state)
                 .and_then(|t| t.shape.get(*axis))
                 .map_or(1.0, |d| dim(d, dims));
-            let s = graph_cost(body, dims);
+            let s = graph_cost(body, dims, |_| true);
             bytes += s.bytes * steps;
             s.flops * steps
         }
@@ -226,21 +242,66 @@ pub struct Stats {
     pub flops: u64,
     pub bytes: u64,
     pub largest_intermediate_bytes: u64,
+    /// Work done once when the weights are bound (load-time nodes), not per run.
+    pub load_time_flops: u64,
+    pub load_time_bytes: u64,
 }
 
-/// The totals over the nodes that the outputs depend on (dead nodes are not counted).
-/// `dims` are completed with [`default_dims`].
+/// The per-run totals over the nodes that the outputs depend on (dead nodes and load-time
+/// nodes are not counted; the latter's work is reported apart). `dims` are completed with
+/// [`default_dims`].
 pub fn stats(g: &Graph, dims: &DimBindings) -> Stats {
-    graph_cost(g, &default_dims(g, dims)).stats()
+    let dims = default_dims(g, dims);
+    let load = load_time_nodes(g);
+    let mut s = graph_cost(g, &dims, |i| !load[i]).stats();
+    let l = graph_cost(g, &dims, |i| load[i]);
+    s.load_time_flops = l.flops.round() as u64;
+    s.load_time_bytes = l.bytes.round() as u64;
+    s
 }
 
-/// The roofline time of a graph on `target` (sum over its live nodes), in seconds.
+/// The per-run roofline time of a graph on `target` (sum over its live nodes that are not
+/// load-time nodes), in seconds.
 pub fn graph_time(g: &Graph, dims: &DimBindings, target: &Target) -> f64 {
     let dims = default_dims(g, dims);
+    let load = load_time_nodes(g);
     live(g)
         .into_iter()
+        .filter(|&i| !load[i])
         .map(|i| target.time(&node_cost_in(g, i, &dims)))
         .sum()
+}
+
+/// Whether a node with operator `op`, whose operands all depend on no input (`operands_static`),
+/// producing `out`, is a load-time node: it depends on no input, is not a leaf, and its shape
+/// has no symbolic dim (so it is computed once when weights are bound, not per run, and its
+/// size does not grow with the sequence).
+pub fn is_load_time(op: &Op, operands_static: bool, out: &Type) -> bool {
+    let leaf = matches!(op, Op::Input { .. } | Op::Param { .. } | Op::Const { .. });
+    let fixed_shape = |t: &TensorType| t.shape.iter().all(|d| d.is_const());
+    let fixed = match out {
+        Type::Tensor(t) => fixed_shape(t),
+        Type::Tuple(ts) => ts.iter().all(fixed_shape),
+    };
+    !leaf && operands_static && fixed
+}
+
+/// Whether each node of `g` depends on no input (params, constants, `iota`, `random` only).
+pub fn static_nodes(g: &Graph) -> Vec<bool> {
+    let mut st = vec![false; g.nodes.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        st[i] = !matches!(n.op, Op::Input { .. }) && n.inputs.iter().all(|x| st[x.index()]);
+    }
+    st
+}
+
+/// Which nodes of `g` are load-time nodes (see [`is_load_time`]).
+pub fn load_time_nodes(g: &Graph) -> Vec<bool> {
+    let st = static_nodes(g);
+    g.nodes
+        .iter()
+        .map(|n| is_load_time(&n.op, n.inputs.iter().all(|x| st[x.index()]), &n.ty))
+        .collect()
 }
 
 fn node_cost_in(g: &Graph, i: usize, dims: &DimBindings) -> NodeCost {
@@ -249,9 +310,9 @@ fn node_cost_in(g: &Graph, i: usize, dims: &DimBindings) -> NodeCost {
     node_cost(&n.op, &tys, &n.ty, dims)
 }
 
-fn graph_cost(g: &Graph, dims: &DimBindings) -> Totals {
+fn graph_cost(g: &Graph, dims: &DimBindings, counted: impl Fn(usize) -> bool) -> Totals {
     let mut s = Totals::default();
-    for i in live(g) {
+    for i in live(g).into_iter().filter(|&i| counted(i)) {
         let c = node_cost_in(g, i, dims);
         s.flops += c.flops;
         s.bytes += c.bytes;
@@ -274,6 +335,8 @@ impl Totals {
             flops: self.flops.round() as u64,
             bytes: self.bytes.round() as u64,
             largest_intermediate_bytes: self.largest.round() as u64,
+            load_time_flops: 0,
+            load_time_bytes: 0,
         }
     }
 }

@@ -12,6 +12,13 @@
 //! current best (its dearest operand plus itself already costs more) is skipped without
 //! building its set. Costs only decrease, so it terminates. Everything is iterated in id
 //! order: the result is deterministic.
+//!
+//! Greedy choices are made one e-class at a time, so a subexpression that pays off only when
+//! several e-classes share it (one merged Q/K/V projection read back by three slices) is
+//! never adopted: for each e-class alone the unshared form is cheaper. [`adopt_shared`]
+//! repairs this afterwards: for every e-class outside the chosen DAG that e-nodes of two or
+//! more chosen e-classes could use, it switches all of them to such e-nodes at once and keeps
+//! the switch if the DAG's total cost drops (and the DAG stays acyclic).
 
 use super::analysis::EG;
 use super::lang::TNode;
@@ -81,6 +88,8 @@ pub fn extract(eg: &EG, roots: &[Id], cost: impl Fn(Id, &TNode) -> f64) -> Resul
             }
         }
     }
+    let mut sel: BTreeMap<Id, usize> = best.iter().map(|(c, b)| (*c, b.node)).collect();
+    adopt_shared(eg, roots, &own, &mut sel);
     // Follow the choices from the roots, checking that they form a DAG.
     let mut choice = Choice::new();
     let mut state: BTreeMap<Id, bool> = BTreeMap::new(); // false: on the stack, true: done
@@ -98,10 +107,10 @@ pub fn extract(eg: &EG, roots: &[Id], cost: impl Fn(Id, &TNode) -> f64) -> Resul
                 }
                 None => {}
             }
-            let b = best
+            let b = sel
                 .get(&c)
                 .ok_or_else(|| format!("e-class {c} has no extractable e-node"))?;
-            let node = eg[c].nodes[b.node].clone();
+            let node = eg[c].nodes[*b].clone();
             state.insert(c, false);
             stack.push((c, true));
             for ch in node.children.iter().rev() {
@@ -184,4 +193,98 @@ fn merge(a: &[(Id, f64)], b: &[(Id, f64)]) -> Vec<(Id, f64)> {
     out.extend_from_slice(&a[i..]);
     out.extend_from_slice(&b[j..]);
     out
+}
+
+/// The total cost of the DAG that `sel` (e-class → chosen e-node index) picks from `roots`,
+/// each e-class counted once, with the e-classes in it; `None` if it is cyclic or reaches an
+/// e-class without a choice.
+fn dag_cost(
+    eg: &EG,
+    roots: &[Id],
+    own: &BTreeMap<Id, Vec<f64>>,
+    sel: &BTreeMap<Id, usize>,
+) -> Option<(f64, BTreeSet<Id>)> {
+    let mut state: BTreeMap<Id, bool> = BTreeMap::new(); // false: on the stack, true: done
+    let mut total = 0.0;
+    for &r in roots {
+        let mut stack: Vec<(Id, bool)> = vec![(eg.find(r), false)];
+        while let Some((c, expanded)) = stack.pop() {
+            if expanded {
+                state.insert(c, true);
+                continue;
+            }
+            match state.get(&c) {
+                Some(true) => continue,
+                Some(false) => return None,
+                None => {}
+            }
+            let i = *sel.get(&c)?;
+            total += own[&c][i];
+            state.insert(c, false);
+            stack.push((c, true));
+            for ch in &eg[c].nodes[i].children {
+                let ch = eg.find(*ch);
+                match state.get(&ch) {
+                    Some(true) => {}
+                    Some(false) => return None,
+                    None => stack.push((ch, false)),
+                }
+            }
+        }
+    }
+    Some((total, state.into_keys().collect()))
+}
+
+/// Improves `sel` by adopting shared subexpressions (see the module doc). Each accepted
+/// switch strictly lowers the total, and the rounds are bounded, so it terminates.
+fn adopt_shared(
+    eg: &EG,
+    roots: &[Id],
+    own: &BTreeMap<Id, Vec<f64>>,
+    sel: &mut BTreeMap<Id, usize>,
+) {
+    const ROUNDS: usize = 4;
+    let Some((mut total, mut in_dag)) = dag_cost(eg, roots, own, sel) else {
+        return;
+    };
+    for _ in 0..ROUNDS {
+        // For each e-class outside the DAG: the chosen e-classes with an e-node using it.
+        let mut could_use: BTreeMap<Id, Vec<(Id, usize)>> = BTreeMap::new();
+        for &c in &in_dag {
+            for (i, n) in eg[c].nodes.iter().enumerate() {
+                if i == sel[&c] {
+                    continue;
+                }
+                let mut kids: Vec<Id> = n.children.iter().map(|k| eg.find(*k)).collect();
+                kids.sort();
+                kids.dedup();
+                for k in kids {
+                    if !in_dag.contains(&k) && sel.contains_key(&k) {
+                        let users = could_use.entry(k).or_default();
+                        if !users.iter().any(|(u, _)| *u == c) {
+                            users.push((c, i));
+                        }
+                    }
+                }
+            }
+        }
+        let mut improved = false;
+        for users in could_use.values().filter(|u| u.len() >= 2) {
+            let mut trial = sel.clone();
+            for &(u, i) in users {
+                trial.insert(u, i);
+            }
+            if let Some((t, d)) = dag_cost(eg, roots, own, &trial)
+                && t < total
+            {
+                *sel = trial;
+                total = t;
+                in_dag = d;
+                improved = true;
+            }
+        }
+        if !improved {
+            return;
+        }
+    }
 }

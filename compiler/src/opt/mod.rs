@@ -15,6 +15,7 @@ pub mod einsum;
 pub mod extract;
 pub mod lang;
 pub mod rules;
+pub mod statics;
 
 #[cfg(test)]
 mod tests;
@@ -56,15 +57,18 @@ pub enum Phase {
     Layout,
     /// Einsum regrouping and sums moved through einsums, with the layout rules.
     Contraction,
+    /// Contractions sharing an operand merged into one (Q/K/V projections).
+    Merge,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 2] = [Phase::Layout, Phase::Contraction];
+    pub const ALL: [Phase; 3] = [Phase::Layout, Phase::Contraction, Phase::Merge];
 
     pub fn name(self) -> &'static str {
         match self {
             Phase::Layout => "layout",
             Phase::Contraction => "contraction",
+            Phase::Merge => "merge",
         }
     }
 
@@ -76,6 +80,7 @@ impl Phase {
                 v.extend(rules::layout_rules());
                 v
             }
+            Phase::Merge => rules::merge_rules(),
         };
         rs.into_iter().map(|r| rules::rewrite(r, budget)).collect()
     }
@@ -213,7 +218,12 @@ pub fn optimize(g: &Graph, opts: &OptOptions) -> Result<(Graph, OptReport), OptE
     let t0 = Instant::now();
     let roots: Vec<_> = conv.outputs.iter().map(|(_, id)| *id).collect();
     let eg = &conv.egraph;
+    let statics = statics::static_classes(eg);
     let choice = extract::extract(eg, &roots, |class, n| {
+        let operands_static = n.children.iter().all(|c| statics.contains(&eg.find(*c)));
+        if cost::is_load_time(n.op.op(), operands_static, &eg[class].data) {
+            return 0.0;
+        }
         let tys: Vec<&Type> = n.children.iter().map(|c| &eg[*c].data).collect();
         let c = cost::node_cost(n.op.op(), &tys, &eg[class].data, &dims);
         opts.target.time(&c)
