@@ -448,3 +448,50 @@ fn projections_of_one_input_are_merged() {
         );
     });
 }
+
+#[test]
+fn elementwise_chains_and_reductions_are_fused() {
+    let dims = at(&[("T", 4096)]);
+    // RMSNorm then a gate: mean(x²) is one group (a reduction root), the normalisation, gate
+    // and residual another; `e` feeds two consumers, so it stays a value of its own.
+    let src = "dim T; input x: f32[T, 64]; input z: f32[T, 64]; param w: f32[64];
+               let e = exp(z);
+               let n = x * rsqrt(mean(x * x, axis = -1, keepdim = true) + 1e-6) * w;
+               output y = n * sigmoid(e) + e;";
+    let g = load(src);
+    let (o, _) = optimize_at(&g, &dims);
+    let ops: Vec<&str> = o.nodes.iter().map(|n| n.op.name()).collect();
+    assert_eq!(
+        ops,
+        ["input", "input", "param", "exp", "fused", "fused"],
+        "{o}"
+    );
+    // The group rooted at the mean reads x once and ends in the reduction.
+    let bodies: Vec<String> = o
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            seqc::ir::Op::Fused { body } => Some(
+                body.nodes
+                    .iter()
+                    .map(|b| b.op.name())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies[0], "input mul mean", "{o}");
+    assert!(
+        bodies[1].contains("rsqrt") && bodies[1].contains("sigmoid"),
+        "{o}"
+    );
+    // Fewer bytes: no T×64 intermediate but the shared exp(z) is written.
+    let (before, after) = (opt::stats(&g, &dims), opt::stats(&o, &dims));
+    assert!(after.bytes * 2 < before.bytes, "{before:?} {after:?}");
+    for t in [1, 7, 13] {
+        let mut d = dims.clone();
+        d.insert("T".into(), t);
+        assert!(same_outputs(&g, &[("fused", &o)], &d).unwrap(), "T = {t}");
+    }
+}

@@ -409,6 +409,17 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
             _ => return Err("the operand is not a tuple".to_string().into()),
         },
         Op::Conv1dCausal => scan::conv1d_causal(a(0)?, a(1)?)?,
+        Op::Fused { body } => {
+            let xs = (0..args.len())
+                .map(|k| a(k).cloned())
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out =
+                eval_graph(body, ctx, Some(&xs)).map_err(|e| format!("fused body: {e}"))?;
+            if out.len() != 1 {
+                return Err(format!("internal: a fused body returned {} values", out.len()).into());
+            }
+            out.pop().expect("one value")
+        }
     };
     Ok(Val::T(t))
 }

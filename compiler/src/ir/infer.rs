@@ -488,6 +488,7 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
             n_xs,
             body,
         } => return infer_scan_fn(*axis, *n_state, *n_xs, body, inputs),
+        Op::Fused { body } => return infer_fused(body, inputs),
         Op::Extract { index } => {
             arity(op, inputs, 1)?;
             match inputs[0] {
@@ -640,6 +641,54 @@ fn infer_einsum(spec: &str, inputs: &[&Type]) -> R<TensorType> {
         );
     }
     Ok(TensorType::new(dtype.unwrap_or(DType::F32), out))
+}
+
+/// A fused group: operands match the body's inputs, the body holds only elementwise operators,
+/// constants and `iota`s, and at most one reduction, which is its single output.
+fn infer_fused(body: &super::graph::Graph, inputs: &[&Type]) -> R<Type> {
+    let body_inputs: Vec<&TensorType> = body.inputs().map(|(_, id)| body.tensor_ty(id)).collect();
+    if inputs.is_empty() || body_inputs.len() != inputs.len() {
+        return Err(format!(
+            "`fused` body takes {} inputs, the node passes {}",
+            body_inputs.len(),
+            inputs.len()
+        ));
+    }
+    for (i, (ty, want)) in inputs.iter().zip(&body_inputs).enumerate() {
+        let x = tensor(ty, &format!("fused operand {}", i + 1))?;
+        if x != *want {
+            return Err(format!(
+                "`fused` body input {} is {want}, the node passes {x}",
+                i + 1
+            ));
+        }
+    }
+    let [(_, out)] = body.outputs[..] else {
+        return Err(format!(
+            "a `fused` body returns one value, this one {}",
+            body.outputs.len()
+        ));
+    };
+    for (i, n) in body.nodes.iter().enumerate() {
+        let ok = match &n.op {
+            Op::Input { .. }
+            | Op::Const { .. }
+            | Op::Iota { .. }
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Select
+            | Op::Cast { .. } => true,
+            Op::Reduce { .. } => i == out.index(),
+            _ => false,
+        };
+        if !ok {
+            return Err(format!(
+                "a `fused` body holds elementwise operators, constants, iotas and one final reduction, not `{}` (%{i})",
+                n.op.name()
+            ));
+        }
+    }
+    Ok(body.ty(out).clone())
 }
 
 fn infer_scan_fn(

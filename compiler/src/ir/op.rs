@@ -223,6 +223,12 @@ pub enum Op {
     /// inputs: [x: [..., T, C], w: [C, K]]. Depthwise causal conv along axis rank−2:
     /// out[..., t, c] = Σ_{k<K} w[c, k] · x[..., t − (K−1) + k, c], zeros before t = 0.
     Conv1dCausal,
+    /// inputs: [x₀..x_{n−1}] (at least one). A fusion group made by the optimizer: the `body`
+    /// graph takes the xᵢ as its inputs in order (same types) and returns one value, the
+    /// result. The body holds only elementwise operators (unary, binary, `select`, `cast`),
+    /// `const`, `iota` and at most one reduction, which must be its output: one loop nest reads each
+    /// xᵢ once and writes the result once, with no intermediate in memory.
+    Fused { body: Box<Graph> },
 }
 
 impl Op {
@@ -258,6 +264,7 @@ impl Op {
             Op::ScanFn { .. } => "scan_fn",
             Op::Extract { .. } => "extract",
             Op::Conv1dCausal => "conv1d_causal",
+            Op::Fused { .. } => "fused",
         }
     }
 }

@@ -255,7 +255,7 @@ impl Parser {
         };
         self.punct(':')?;
         let ty = self.ty(&dims)?;
-        if let Op::ScanFn { body, .. } = &mut op {
+        if let Op::ScanFn { body, .. } | Op::Fused { body } = &mut op {
             self.punct('{')?;
             **body = self.graph()?;
             self.punct('}')?;
@@ -290,6 +290,9 @@ impl Parser {
         Ok(match name {
             "select" => Op::Select,
             "conv1d_causal" => Op::Conv1dCausal,
+            "fused" => Op::Fused {
+                body: Box::default(),
+            },
             "cast" => Op::Cast {
                 to: self.key("to", Self::dtype)?,
             },

@@ -110,7 +110,9 @@ fn attributes(op: &Op) -> (Option<String>, Vec<(&'static str, String)>) {
                 ("seed", s(seed)),
             ],
         ),
-        Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Conv1dCausal => (None, vec![]),
+        Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Conv1dCausal | Op::Fused { .. } => {
+            (None, vec![])
+        }
         Op::Cast { to } => (None, vec![("to", s(to))]),
         Op::Reduce { axes, keepdim, .. } => (
             None,
@@ -217,7 +219,7 @@ fn write_node(out: &mut String, i: usize, n: &Node, indent: usize) {
         let _ = write!(out, " {k}={v}");
     }
     let _ = write!(out, " : {}", n.ty);
-    if let Op::ScanFn { body, .. } = &n.op {
+    if let Op::ScanFn { body, .. } | Op::Fused { body } = &n.op {
         out.push_str(" {\n");
         write_graph(out, body, indent + 1);
         let _ = write!(out, "{pad}}}");

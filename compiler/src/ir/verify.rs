@@ -74,16 +74,18 @@ pub enum VerifyError {
         declared: String,
     },
     #[error(
-        "{node} (`scan_fn`): its body declares dim `{symbol}`, which the enclosing graph({declared}) does not"
+        "{node} (`{op}`): its body declares dim `{symbol}`, which the enclosing graph({declared}) does not"
     )]
     BodyDimUndeclared {
         node: NodeId,
+        op: &'static str,
         symbol: String,
         declared: String,
     },
-    #[error("{node} (`scan_fn`) body: {error}")]
+    #[error("{node} (`{op}`) body: {error}")]
     Body {
         node: NodeId,
+        op: &'static str,
         error: Box<VerifyError>,
     },
     #[error("{node} (`{op}`): its inputs do not type-check: {message}")]
@@ -206,16 +208,18 @@ fn verify_node<'g>(
     for d in shapes.into_iter().flatten() {
         check_dims(g, node, op, "type", d)?;
     }
-    if let Op::ScanFn { body, .. } = &n.op {
+    if let Op::ScanFn { body, .. } | Op::Fused { body } = &n.op {
         if let Some(symbol) = body.dims.iter().find(|d| !g.dims.contains(d)) {
             return Err(VerifyError::BodyDimUndeclared {
                 node,
+                op,
                 symbol: symbol.clone(),
                 declared: g.dims.join(", "),
             });
         }
         verify(body).map_err(|e| VerifyError::Body {
             node,
+            op,
             error: Box::new(e),
         })?;
     }

@@ -138,7 +138,8 @@ pub fn is_view(op: &Op) -> bool {
 /// `scan_matrix` 2·N per element; `conv1d_causal` 2·K per output element; sorts and top-k
 /// n·log₂(axis length) per element; `scatter_add` 1 per source element; `scan_fn` its body's
 /// FLOPs times the sequence length (the body's bytes too are counted once per step). Gathers,
-/// `take`, `concat`, `pad`, `iota` and `random` move bytes only.
+/// `take`, `concat`, `pad`, `iota` and `random` move bytes only. A `fused` group does its
+/// body's FLOPs and moves only its operands and result.
 pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> NodeCost {
     if is_view(op) || matches!(op, Op::Input { .. } | Op::Param { .. } | Op::Const { .. }) {
         return NodeCost::default();
@@ -204,6 +205,9 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
             bytes += s.bytes * steps;
             s.flops * steps
         }
+        // One loop nest: the body's arithmetic, the operands read once, the result written
+        // once (the body's intermediates never reach memory).
+        Op::Fused { body } => graph_cost(body, dims, |_| true).flops,
         Op::Input { .. }
         | Op::Param { .. }
         | Op::Const { .. }

@@ -5,7 +5,8 @@
 //! e-class typed by `ir::infer`, `analysis.rs`) → run each [`Phase`] as its own
 //! `egg::Runner` with iteration, node and time limits (rules in `rules/`) → extract the
 //! cheapest DAG at the given dims and target (`cost.rs`, `extract.rs`) → rebuild the graph
-//! through `Graph::add` and verify it. Every phase is timed and reports its stop reason and
+//! through `Graph::add` and verify it → group elementwise chains into `fused` nodes
+//! (`fuse.rs`) and verify again. Every phase is timed and reports its stop reason and
 //! which rules fired how often ([`OptReport`]).
 
 pub mod analysis;
@@ -13,6 +14,7 @@ pub mod convert;
 pub mod cost;
 pub mod einsum;
 pub mod extract;
+pub mod fuse;
 pub mod lang;
 pub mod rules;
 pub mod statics;
@@ -129,6 +131,8 @@ pub struct PhaseReport {
 pub struct OptReport {
     pub phases: Vec<PhaseReport>,
     pub extract_time_s: f64,
+    /// Time of the fusion pass after extraction (`fuse.rs`).
+    pub fuse_time_s: f64,
     pub total_time_s: f64,
     /// The dims and target costs were evaluated at.
     pub dims: DimBindings,
@@ -145,13 +149,14 @@ impl OptReport {
         let dims: Vec<String> = self.dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(
             s,
-            "// optimised for {} at {}: estimated {} → {} ({:.1} ms in all, extraction {:.1} ms)",
+            "// optimised for {} at {}: estimated {} → {} ({:.1} ms in all, extraction {:.1} ms, fusion {:.1} ms)",
             self.target,
             dims.join(","),
             fmt_time(self.est_time_before_s),
             fmt_time(self.est_time_after_s),
             self.total_time_s * 1e3,
             self.extract_time_s * 1e3,
+            self.fuse_time_s * 1e3,
         );
         for p in &self.phases {
             let _ = writeln!(
@@ -232,9 +237,14 @@ pub fn optimize(g: &Graph, opts: &OptOptions) -> Result<(Graph, OptReport), OptE
     let out = convert::to_graph(&conv, &choice).map_err(OptError::Rebuild)?;
     let extract_time_s = t0.elapsed().as_secs_f64();
     verify(&out).map_err(OptError::Output)?;
+    let t1 = Instant::now();
+    let out = fuse::fuse(&out).map_err(OptError::Rebuild)?;
+    let fuse_time_s = t1.elapsed().as_secs_f64();
+    verify(&out).map_err(OptError::Output)?;
     let report = OptReport {
         phases,
         extract_time_s,
+        fuse_time_s,
         total_time_s: start.elapsed().as_secs_f64(),
         est_time_before_s: graph_time(g, &dims, &opts.target),
         est_time_after_s: graph_time(&out, &dims, &opts.target),

@@ -358,10 +358,38 @@ pub(crate) fn all_ops() -> Graph {
         vec![c(8), c(4)],
     );
     let conv = add(&mut g, Op::Conv1dCausal, &[y, wc]);
+    let body = Box::new(fused_body(&g, conv));
+    let fused = add(&mut g, Op::Fused { body }, &[conv]);
+    g.add_output("fused", fused);
     g.add_output("y", conv);
     g.add_output("h", hs);
     g.add_output("c \"sum\"", cs);
     g
+}
+
+/// A `fused` body over a value like `x`: Σ over the last axis of 2·x + iota, the reduction
+/// last.
+fn fused_body(g: &Graph, x: NodeId) -> Graph {
+    let ty = g.tensor_ty(x).clone();
+    let mut b = Graph::new(g.dims.clone());
+    let last = ty.rank() - 1;
+    let shape = ty.shape.clone();
+    let x0 = b.add_leaf(Op::Input { name: "x0".into() }, ty);
+    let two = add(
+        &mut b,
+        Op::Const {
+            value: Literal::Float(2.0),
+            dtype: DType::F32,
+        },
+        &[],
+    );
+    let m = add(&mut b, Op::Binary(BinaryOp::Mul), &[x0, two]);
+    let i = add(&mut b, Op::Iota { shape, axis: last }, &[]);
+    let f = add(&mut b, Op::Cast { to: DType::F32 }, &[i]);
+    let s = add(&mut b, Op::Binary(BinaryOp::Add), &[m, f]);
+    let r = add(&mut b, reduce_sum(vec![last]), &[s]);
+    b.add_output("y", r);
+    b
 }
 
 /// A `scan_fn` over axis 1 of `xs: [B, S, T, 8]` whose body runs the sample `scan_fn` over

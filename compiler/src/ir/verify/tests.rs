@@ -287,7 +287,7 @@ fn scan_fn_bodies_are_verified() {
     let last = body.nodes.len() - 1;
     body.nodes[last].ty = Type::Tensor(TensorType::new(DType::F32, vec![]));
     let e = verify(&g).unwrap_err();
-    let VerifyError::Body { node, error } = &e else {
+    let VerifyError::Body { node, error, .. } = &e else {
         panic!("{e}")
     };
     assert_eq!(*node, s);
@@ -317,6 +317,7 @@ fn scan_fn_bodies_declare_outer_dims_only() {
     let e = verify(&g).unwrap_err();
     let want = VerifyError::BodyDimUndeclared {
         node: s,
+        op: "scan_fn",
         symbol: "Z".into(),
         declared: "B, T".into(),
     };
@@ -336,6 +337,51 @@ fn scan_fn_bodies_match_the_scan() {
     assert!(
         matches!(&e, VerifyError::Infer { node, op: "scan_fn", message }
         if *node == s && message.contains("returns 1 value(s) for 2 state(s)")),
+        "{e}"
+    );
+}
+
+fn fused_body_mut(g: &mut crate::ir::Graph, f: usize) -> &mut crate::ir::Graph {
+    match &mut g.nodes[f].op {
+        Op::Fused { body } => body,
+        _ => unreachable!("not a fused node"),
+    }
+}
+
+#[test]
+fn fused_bodies_hold_elementwise_ops_and_one_final_reduction() {
+    let g = samples::all_ops();
+    let f = g
+        .nodes
+        .iter()
+        .position(|n| matches!(n.op, Op::Fused { .. }))
+        .expect("the sample has a fused node");
+    // The reduction must be the output: make the output the addition before it.
+    let mut bad = g.clone();
+    let b = fused_body_mut(&mut bad, f);
+    let before = NodeId(b.nodes.len() as u32 - 2);
+    b.outputs[0].1 = before;
+    b.nodes.pop();
+    let e = verify(&bad).unwrap_err().to_string();
+    assert!(e.contains("(`fused`)"), "{e}");
+    // A view is not allowed in a body.
+    let mut bad = g.clone();
+    let b = fused_body_mut(&mut bad, f);
+    // The addition before the sum becomes an (identity) transpose of the product.
+    let add = b.nodes.len() - 2;
+    let mul = b.nodes[add].inputs[0];
+    b.nodes[add].op = Op::Transpose {
+        perm: vec![0, 1, 2],
+    };
+    b.nodes[add].inputs = vec![mul];
+    let e = verify(&bad).unwrap_err().to_string();
+    assert!(e.contains("not `transpose`"), "{e}");
+    // A body dim the enclosing graph lacks.
+    let mut bad = g.clone();
+    fused_body_mut(&mut bad, f).dims.push("Z".into());
+    let e = verify(&bad).unwrap_err();
+    assert!(
+        matches!(e, VerifyError::BodyDimUndeclared { op: "fused", .. }),
         "{e}"
     );
 }
