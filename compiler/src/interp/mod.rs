@@ -11,6 +11,7 @@ mod einsum;
 mod elementwise;
 mod index;
 mod layout;
+mod linear_attn;
 mod reduce;
 mod scan;
 mod value;
@@ -409,6 +410,10 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
             _ => return Err("the operand is not a tuple".to_string().into()),
         },
         Op::Conv1dCausal => scan::conv1d_causal(a(0)?, a(1)?)?,
+        Op::LinearAttn { chunk, strict } => {
+            let g = if args.len() > 3 { Some(a(3)?) } else { None };
+            linear_attn::linear_attn(a(0)?, a(1)?, a(2)?, g, *chunk, *strict)?
+        }
     };
     Ok(Val::T(t))
 }
