@@ -238,7 +238,11 @@ fn linear_attn_cost(chunk: usize, ins: &[&TensorType], dims: &DimBindings) -> Li
         .iter()
         .map(|d| dim(d, dims))
         .product();
-    let (t, k, vd) = (at(q, r.wrapping_sub(2)), at(q, r.wrapping_sub(1)), at(v, r.wrapping_sub(1)));
+    let (t, k, vd) = (
+        at(q, r.wrapping_sub(2)),
+        at(q, r.wrapping_sub(1)),
+        at(v, r.wrapping_sub(1)),
+    );
     let c = (chunk as f64).min(t).max(1.0);
     let n = (t / chunk.max(1) as f64).ceil();
     let decay = match ins.get(3) {

@@ -56,15 +56,19 @@ pub enum Phase {
     Layout,
     /// Einsum regrouping and sums moved through einsums, with the layout rules.
     Contraction,
+    /// Causal linear attention (masked quadratic or recurrent) to chunked `linear_attn`,
+    /// with the layout rules.
+    Chunked,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 2] = [Phase::Layout, Phase::Contraction];
+    pub const ALL: [Phase; 3] = [Phase::Layout, Phase::Contraction, Phase::Chunked];
 
     pub fn name(self) -> &'static str {
         match self {
             Phase::Layout => "layout",
             Phase::Contraction => "contraction",
+            Phase::Chunked => "chunked",
         }
     }
 
@@ -73,6 +77,11 @@ impl Phase {
             Phase::Layout => rules::layout_rules(),
             Phase::Contraction => {
                 let mut v = rules::contraction_rules();
+                v.extend(rules::layout_rules());
+                v
+            }
+            Phase::Chunked => {
+                let mut v = rules::linear_rules();
                 v.extend(rules::layout_rules());
                 v
             }

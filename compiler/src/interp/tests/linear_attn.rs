@@ -77,7 +77,11 @@ fn chunked_algorithm_equals_the_quadratic_form() {
                 let k = randn(2, 2 * len * kd);
                 let v = randn(3, 2 * len * vd);
                 // Log-decays in (−1, 0) (decays e^g in (0.37, 1)), as the specs produce.
-                let gn = if g == Some(true) { 2 * len * kd } else { 2 * len };
+                let gn = if g == Some(true) {
+                    2 * len * kd
+                } else {
+                    2 * len
+                };
                 let gv: Vec<f64> = randn(4, gn)
                     .iter()
                     .map(|x| -(x.abs().min(3.0)) / 3.0)
@@ -148,10 +152,22 @@ fn bad_operands_are_refused_by_name() {
     };
     let cases: Vec<(Op, Vec<NodeId>, &str)> = vec![
         (la(0), vec![q, q, v], "chunk must be at least 1, found 0"),
-        (la(4), vec![q, q], "takes 3 or 4 operands (q, k, v[, g]), found 2"),
-        (la(4), vec![q, k4, v], "k must be f32[T, 3] like q, found f32[T, 4]"),
+        (
+            la(4),
+            vec![q, q],
+            "takes 3 or 4 operands (q, k, v[, g]), found 2",
+        ),
+        (
+            la(4),
+            vec![q, k4, v],
+            "k must be f32[T, 3] like q, found f32[T, 4]",
+        ),
         (la(4), vec![q, q, vi], "needs a float tensor, found i32"),
-        (la(4), vec![q, q, v, g_bad], "g must be f32[T] or f32[T, 3], found f32[T, 2]"),
+        (
+            la(4),
+            vec![q, q, v, g_bad],
+            "g must be f32[T] or f32[T, 3], found f32[T, 2]",
+        ),
     ];
     for (op, ins, want) in cases {
         let e = gr.add(op, ins).expect_err(want);

@@ -20,9 +20,9 @@ pub(super) fn infer(op: &Op, chunk: usize, inputs: &[&Type]) -> R<TensorType> {
     let names = ["q", "k", "v", "g"];
     let mut ts = Vec::with_capacity(inputs.len());
     for (t, name) in inputs.iter().zip(names) {
-        let t = t
-            .tensor()
-            .ok_or_else(|| format!("`linear_attn` {name} is a tuple; take an element of it first"))?;
+        let t = t.tensor().ok_or_else(|| {
+            format!("`linear_attn` {name} is a tuple; take an element of it first")
+        })?;
         need_float(t, "linear_attn")?;
         ts.push(t);
     }
@@ -32,7 +32,9 @@ pub(super) fn infer(op: &Op, chunk: usize, inputs: &[&Type]) -> R<TensorType> {
     }
     let lead = &q.shape[..q.rank() - 1];
     let bad = |name: &str, want: String, found: &TensorType| -> R<TensorType> {
-        Err(format!("`linear_attn` {name} must be {want}, found {found}"))
+        Err(format!(
+            "`linear_attn` {name} must be {want}, found {found}"
+        ))
     };
     for (name, t) in [("k", k), ("v", v)] {
         if t.dtype != q.dtype {
@@ -50,7 +52,13 @@ pub(super) fn infer(op: &Op, chunk: usize, inputs: &[&Type]) -> R<TensorType> {
         if g.dtype != q.dtype || !(per_step || g.shape == q.shape) {
             return bad(
                 "g",
-                format!("{}{} or {}{}", q.dtype, fmt_shape(lead), q.dtype, fmt_shape(&q.shape)),
+                format!(
+                    "{}{} or {}{}",
+                    q.dtype,
+                    fmt_shape(lead),
+                    q.dtype,
+                    fmt_shape(&q.shape)
+                ),
                 g,
             );
         }

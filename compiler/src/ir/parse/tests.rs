@@ -303,5 +303,9 @@ fn linear_attn_round_trips() {
     assert_eq!(print_graph(&g), text);
     round_trip(&g);
     let bad = text.replace("chunk=16", "chunk=0");
-    assert!(error(&bad).contains("chunk must be at least 1, found 0"), "{}", error(&bad));
+    assert!(
+        error(&bad).contains("chunk must be at least 1, found 0"),
+        "{}",
+        error(&bad)
+    );
 }
