@@ -49,7 +49,8 @@ fn close(want: &HostTensor, got: &HostTensor) -> Result<(), String> {
         .fold(1.0f64, |m, x| m.max(x.abs()));
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         // Written so that a NaN difference fails.
-        if !((x - y).abs() <= 1e-4 * scale) {
+        let within = (x - y).abs() <= 1e-4 * scale;
+        if !within {
             return Err(format!("element {i}: {x} vs {y} (scale {scale})"));
         }
     }

@@ -55,11 +55,15 @@ pub(crate) fn linear_attn(
         while c0 < len {
             let l = chunk.min(len - c0);
             // a[i + 1][c] = A_ic; a[0][c] = 0 (the chunk's start).
-            let mut a = vec![vec![0.0f64; kd]; l + 1];
+            let mut a: Vec<Vec<f64>> = Vec::with_capacity(l + 1);
+            a.push(vec![0.0; kd]);
             for i in 0..l {
-                for c in 0..kd {
-                    a[i + 1][c] = a[i][c] + gat(o, c0 + i, c);
-                }
+                let next = a[i]
+                    .iter()
+                    .enumerate()
+                    .map(|(c, x)| x + gat(o, c0 + i, c))
+                    .collect();
+                a.push(next);
             }
             let row = |t: usize, d: usize| (o * len + t) * d;
             for i in 0..l {

@@ -20,6 +20,7 @@ use crate::ir::{BinaryOp, DimExpr, Literal, Op, UnaryOp};
 use crate::opt::analysis::EG;
 use crate::opt::einsum::Spec;
 use egg::Id;
+use seqc_runtime::DType;
 
 /// How deep a recogniser looks through e-nodes (each level is one operator).
 const DEPTH: usize = 12;
@@ -192,14 +193,15 @@ fn strict_lower(eg: &EG, id: Id, t: &DimExpr) -> bool {
     mask(eg, id, t) == Some(true)
 }
 
-/// A float e-class equal to t − s wherever s ≤ t: cast(row − col) to a float, or
+/// A float e-class equal to t − s wherever s ≤ t: cast(row − col) to f32, or
 /// max(that, 0) (either operand order).
 fn dist(eg: &EG, id: Id, t: &DimExpr, depth: usize) -> bool {
     if depth == 0 {
         return false;
     }
     eg[id].nodes.iter().any(|n| match n.op.op() {
-        Op::Cast { to } if to.is_float() => eg[n.children[0]].nodes.iter().any(|d| {
+        // f32 holds every t − s exactly (up to 2^24); f16 and bf16 do not.
+        Op::Cast { to } if *to == DType::F32 => eg[n.children[0]].nodes.iter().any(|d| {
             matches!(d.op.op(), Op::Binary(BinaryOp::Sub))
                 && index(eg, d.children[0], t) == Some(Index::Row)
                 && index(eg, d.children[1], t) == Some(Index::Col)

@@ -95,9 +95,18 @@ fn transpose_to(from: &[char], to: &[char]) -> Option<Option<Op>> {
     Some((!identity).then_some(Op::Transpose { perm }))
 }
 
-/// The masked quadratic form [lead..., T, T] in e-class `a` as (q, k, g), broadcast to its
-/// leading dims.
-fn quadratic(eg: &EG, a: Id) -> Option<(Vec<DimExpr>, DimExpr, Val, Val, Option<Val>)> {
+/// A masked quadratic form [lead..., T, T]: its q, k and log-decay broadcast to its leading
+/// dims.
+struct Quadratic {
+    lead: Vec<DimExpr>,
+    t: DimExpr,
+    q: Val,
+    k: Val,
+    g: Option<Val>,
+}
+
+/// The masked quadratic form in e-class `a`.
+fn quadratic(eg: &EG, a: Id) -> Option<Quadratic> {
     let s = eg[a].data.tensor()?.shape.clone();
     let r = s.len();
     if r < 2 || s[r - 2] != s[r - 1] {
@@ -107,7 +116,7 @@ fn quadratic(eg: &EG, a: Id) -> Option<(Vec<DimExpr>, DimExpr, Val, Val, Option<
     let f = decay::form(eg, a, &t, decay::depth())?;
     let lead = s[..r - 2].to_vec();
     let (q, k, g) = decay::assemble(f, &lead, &t)?;
-    Some((lead, t, q, k, g))
+    Some(Quadratic { lead, t, q, k, g })
 }
 
 /// `masked-attention-chunk`: einsum(A, V) ⇒ linear_attn(q, k, v, g) where A [lead..., t, s]
@@ -152,7 +161,7 @@ impl DynRule for MaskedAttentionChunk {
             ) else {
                 continue;
             };
-            let Some((_, _, q, k, g)) = quadratic(eg, node.children[ai]) else {
+            let Some(Quadratic { q, k, g, .. }) = quadratic(eg, node.children[ai]) else {
                 continue;
             };
             let Some(v) = Val::class(eg, node.children[1 - ai]) else {
@@ -206,10 +215,10 @@ impl DynRule for MaskedNormaliserChunk {
         if rank < 2 || axes.as_slice() != [rank - 1] {
             return vec![];
         }
-        let Some((lead, t, q, k, g)) = quadratic(eg, a) else {
+        let Some(Quadratic { lead, t, q, k, g }) = quadratic(eg, a) else {
             return vec![];
         };
-        normaliser(eg, class, q, k, g, lead, t, *keepdim, false)
+        normaliser(eg, class, q, k, g, lead, t, *keepdim)
     }
 }
 
@@ -224,7 +233,6 @@ fn normaliser(
     lead: Vec<DimExpr>,
     t: DimExpr,
     keepdim: bool,
-    strict: bool,
 ) -> Vec<Outcome> {
     let Some(dtype) = eg[class].data.tensor().map(|t| t.dtype) else {
         return vec![];
@@ -248,7 +256,7 @@ fn normaliser(
         k,
         v,
         g,
-        strict,
+        strict: false,
         finish,
     }
     .outcomes()
@@ -519,7 +527,6 @@ impl DynRule for RecurrenceNormaliserChunk {
                         lead.to_vec(),
                         t.clone(),
                         *keepdim,
-                        false,
                     ));
                 }
             }
