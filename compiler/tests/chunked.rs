@@ -236,3 +236,67 @@ fn per_channel_decay_recurrence_becomes_chunked() {
         }
     }
 }
+
+/// The optimised graphs against the reference implementations' outputs: every fixture set of
+/// the causal linear-attention specs (`tests/fixtures/SPEC[.VARIANT].json`, see
+/// tests/fixtures.rs: HF's chunked Mamba-2 and Lightning Attention, fla's recurrent RWKV-6
+/// and linear attention), with the chosen chunk and with chunk 4 (several chunks and a
+/// partial last one at T = 13 and 23), within each set's tolerance.
+#[test]
+fn optimised_specs_match_the_reference_fixtures() {
+    let dir = root().join("tests/fixtures");
+    let mut checked = 0;
+    for &(name, ..) in SPECS
+        .iter()
+        .chain([("performer_causal", 2, false, true)].iter())
+    {
+        let g = load_spec(name);
+        let (o, _) = opt::optimize(&g, &OptOptions::default()).unwrap();
+        let mut stems: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|f| f.strip_suffix(".json").map(str::to_owned))
+            .filter(|s| s.split('.').next() == Some(name))
+            .collect();
+        stems.sort();
+        assert!(!stems.is_empty(), "{name}: no fixture");
+        for stem in stems {
+            let meta: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap(),
+            )
+            .unwrap();
+            let tol = meta["tolerance"].as_f64().unwrap();
+            let dims: DimBindings = meta["dims"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_i64().unwrap()))
+                .collect();
+            let read = |kind: &str| {
+                seqc_runtime::io::read_safetensors(&dir.join(format!("{stem}.{kind}.safetensors")))
+                    .unwrap()
+            };
+            let mut tensors = read("weights");
+            tensors.extend(read("inputs"));
+            let want = read("expected");
+            for chunk in [linear_attns(&o)[0].0, 4] {
+                let got = interp::run(&with_chunk(&o, chunk), &dims, &tensors)
+                    .unwrap_or_else(|e| panic!("{stem}: {e}"));
+                for (out, w) in &want {
+                    let (a, b) = (got[out].to_f64_vec(), w.to_f64_vec());
+                    let scale = b.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+                    let err = a.iter().zip(&b).fold(0.0f64, |m, (x, y)| {
+                        let d = (x - y).abs();
+                        if d.is_nan() { f64::INFINITY } else { m.max(d) }
+                    });
+                    assert!(
+                        err <= tol * scale,
+                        "{stem}, chunk {chunk}: output `{out}`: max error {err:e} > {tol:e} × {scale}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "only {checked} fixture sets");
+}

@@ -146,6 +146,9 @@ fn bad_operands_are_refused_by_name() {
     let v = leaf(&mut gr, "v", DType::F32, vec![t_sym(), 2.into()]);
     let vi = leaf(&mut gr, "vi", DType::I32, vec![t_sym(), 2.into()]);
     let g_bad = leaf(&mut gr, "g", DType::F32, vec![t_sym(), 2.into()]);
+    let v3 = leaf(&mut gr, "v3", DType::F32, vec![2.into(), t_sym(), 2.into()]);
+    let q1 = leaf(&mut gr, "q1", DType::F32, vec![t_sym()]);
+    let kh = leaf(&mut gr, "kh", DType::F16, vec![t_sym(), 3.into()]);
     let la = |chunk| Op::LinearAttn {
         chunk,
         strict: false,
