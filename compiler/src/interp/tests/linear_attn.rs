@@ -171,6 +171,21 @@ fn bad_operands_are_refused_by_name() {
             vec![q, q, v, g_bad],
             "g must be f32[T] or f32[T, 3], found f32[T, 2]",
         ),
+        (
+            la(4),
+            vec![q, q, v3],
+            "v must be f32[T, V], found f32[2, T, 2]",
+        ),
+        (
+            la(4),
+            vec![q1, q1, v],
+            "q must be [..., T, K], found f32[T]",
+        ),
+        (
+            la(4),
+            vec![q, kh, v],
+            "k must be f32 like q, found f16[T, 3]",
+        ),
     ];
     for (op, ins, want) in cases {
         let e = gr.add(op, ins).expect_err(want);

@@ -193,7 +193,8 @@ fn strict_lower(eg: &EG, id: Id, t: &DimExpr) -> bool {
     mask(eg, id, t) == Some(true)
 }
 
-/// A float e-class equal to t − s wherever s ≤ t: cast(row − col) to f32, or
+/// A float e-class equal to t − s wherever s ≤ t: cast(row − col) or cast(relu(row − col))
+/// to f32, or
 /// max(that, 0) (either operand order).
 fn dist(eg: &EG, id: Id, t: &DimExpr, depth: usize) -> bool {
     if depth == 0 {
@@ -202,15 +203,26 @@ fn dist(eg: &EG, id: Id, t: &DimExpr, depth: usize) -> bool {
     eg[id].nodes.iter().any(|n| match n.op.op() {
         // f32 holds every t − s exactly (up to 2^24); f16 and bf16 do not.
         Op::Cast { to } if *to == DType::F32 => eg[n.children[0]].nodes.iter().any(|d| {
-            matches!(d.op.op(), Op::Binary(BinaryOp::Sub))
-                && index(eg, d.children[0], t) == Some(Index::Row)
-                && index(eg, d.children[1], t) == Some(Index::Col)
+            match d.op.op() {
+                Op::Binary(BinaryOp::Sub) => row_minus_col(eg, d, t),
+                // relu(t − s) = t − s wherever s ≤ t.
+                Op::Unary(UnaryOp::Relu) => eg[d.children[0]].nodes.iter().any(|x| {
+                    matches!(x.op.op(), Op::Binary(BinaryOp::Sub)) && row_minus_col(eg, x, t)
+                }),
+                _ => false,
+            }
         }),
         Op::Binary(BinaryOp::Max) => (0..2).any(|i| {
             is_float_const(eg, n.children[1 - i], 0.0) && dist(eg, n.children[i], t, depth - 1)
         }),
         _ => false,
     })
+}
+
+/// A `sub` e-node of the row index and the column index (integers): t − s.
+fn row_minus_col(eg: &EG, d: &crate::opt::lang::TNode, t: &DimExpr) -> bool {
+    index(eg, d.children[0], t) == Some(Index::Row)
+        && index(eg, d.children[1], t) == Some(Index::Col)
 }
 
 /// A float e-class equal to G_t − G_s wherever s ≤ t, for a per-step log-decay g.

@@ -8,13 +8,15 @@
 //! adapts a rule to egg's `Searcher` and `Applier`: the search reports only e-classes where
 //! some outcome would add something new, so egg's saturation test and match counts are exact.
 //!
-//! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `linear.rs`); each is named and documented
+//! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `linear.rs`,
+//! `recurrence.rs`); each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
 pub mod contraction;
 pub mod decay;
 pub mod layout;
 pub mod linear;
+pub mod recurrence;
 
 use super::analysis::{EG, TypeAnalysis};
 use super::lang::{OpKey, TNode};
