@@ -11,6 +11,7 @@ mod einsum;
 mod elementwise;
 mod index;
 mod layout;
+mod linear_attn;
 mod reduce;
 mod scan;
 mod value;
@@ -419,6 +420,10 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
                 return Err(format!("internal: a fused body returned {} values", out.len()).into());
             }
             out.pop().expect("one value")
+        }
+        Op::LinearAttn { chunk, strict } => {
+            let g = if args.len() > 3 { Some(a(3)?) } else { None };
+            linear_attn::linear_attn(a(0)?, a(1)?, a(2)?, g, *chunk, *strict)?
         }
     };
     Ok(Val::T(t))

@@ -6,6 +6,8 @@ use super::op::{BinaryOp, Literal, Op, ReduceOp, UnaryOp};
 use super::types::{Shape, TensorType, Type};
 use seqc_runtime::DType;
 
+mod linear_attn;
+
 type R<T> = Result<T, String>;
 
 fn fmt_shape(s: &[DimExpr]) -> String {
@@ -516,6 +518,7 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
             }
             x.clone()
         }
+        Op::LinearAttn { chunk, .. } => linear_attn::infer(op, *chunk, inputs)?,
     };
     Ok(Type::Tensor(out))
 }

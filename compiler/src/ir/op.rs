@@ -229,6 +229,17 @@ pub enum Op {
     /// `const`, `iota` and at most one reduction, which must be its output: one loop nest reads each
     /// xᵢ once and writes the result once, with no intermediate in memory.
     Fused { body: Box<Graph> },
+    /// inputs: [q, k, v] or [q, k, v, g]. Causal linear attention with decay, computed in
+    /// chunks of `chunk` ≥ 1 steps. q, k: [..., T, K]; v: [..., T, V] (the same leading dims,
+    /// no broadcasting); g (the log-decay of each step, float): [..., T] (one per step) or
+    /// [..., T, K] (one per step and key channel). With G the inclusive cumulative sum of g
+    /// along T (G = 0 without g; a per-step g counts for every channel):
+    /// `strict = false`: out_t = Σ_{s≤t} Σ_c q_tc k_sc e^{G_tc − G_sc} v_s;
+    /// `strict = true`:  out_t = Σ_{s<t} Σ_c q_tc k_sc e^{G_{t−1,c} − G_sc} v_s (out_0 = 0).
+    /// Out: [..., T, V]. The chunk size changes the order of evaluation, never the values:
+    /// within a chunk the decays are taken relative to the chunk's start (intra-chunk
+    /// quadratic form), across chunks a [K, V] state is passed on (docs/rewrites.md, R5).
+    LinearAttn { chunk: usize, strict: bool },
 }
 
 impl Op {
@@ -265,6 +276,7 @@ impl Op {
             Op::Extract { .. } => "extract",
             Op::Conv1dCausal => "conv1d_causal",
             Op::Fused { .. } => "fused",
+            Op::LinearAttn { .. } => "linear_attn",
         }
     }
 }

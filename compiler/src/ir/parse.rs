@@ -353,6 +353,10 @@ impl Parser {
             "extract" => Op::Extract {
                 index: self.key("index", Self::usize)?,
             },
+            "linear_attn" => Op::LinearAttn {
+                chunk: self.key("chunk", Self::usize)?,
+                strict: self.key("strict", Self::bool)?,
+            },
             _ => {
                 if let Some(u) = op::unary_from_name(name) {
                     Op::Unary(u)

@@ -189,6 +189,9 @@ fn attributes(op: &Op) -> (Option<String>, Vec<(&'static str, String)>) {
             ],
         ),
         Op::Extract { index } => (None, vec![("index", s(index))]),
+        Op::LinearAttn { chunk, strict } => {
+            (None, vec![("chunk", s(chunk)), ("strict", s(strict))])
+        }
     }
 }
 

@@ -139,7 +139,8 @@ pub fn is_view(op: &Op) -> bool {
 /// n·log₂(axis length) per element; `scatter_add` 1 per source element; `scan_fn` its body's
 /// FLOPs times the sequence length (the body's bytes too are counted once per step). Gathers,
 /// `take`, `concat`, `pad`, `iota` and `random` move bytes only. A `fused` group does its
-/// body's FLOPs and moves only its operands and result.
+/// body's FLOPs and moves only its operands and result. `linear_attn`: see
+/// [`linear_attn_cost`].
 pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> NodeCost {
     if is_view(op) || matches!(op, Op::Input { .. } | Op::Param { .. } | Op::Const { .. }) {
         return NodeCost::default();
@@ -208,6 +209,12 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
         // One loop nest: the body's arithmetic, the operands read once, the result written
         // once (the body's intermediates never reach memory).
         Op::Fused { body } => graph_cost(body, dims, |_| true).flops,
+        Op::LinearAttn { chunk, .. } => {
+            contraction = true;
+            let la = linear_attn_cost(*chunk, &ins, dims);
+            bytes += la.state_bytes;
+            la.flops
+        }
         Op::Input { .. }
         | Op::Param { .. }
         | Op::Const { .. }
@@ -222,6 +229,51 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
         bytes,
         out_bytes,
         contraction,
+    }
+}
+
+/// What `linear_attn` costs beyond reading its operands and writing its result.
+struct LinearAttnCost {
+    flops: f64,
+    /// The [K, V] state of every chunk boundary, written once and read once.
+    state_bytes: f64,
+}
+
+/// The chunked algorithm with chunk C (`interp/linear_attn.rs`), per leading index, with
+/// C′ = min(C, T) and N = ⌈T / C⌉ chunks: intra-chunk scores q·kᵀ and their product with v,
+/// 2·T·C′·(K + V) (each chunk's full C′×C′ block, as a matmul unit computes it); the decay
+/// factors of the block, T·C′ (per step) or T·C′·K (per channel); the state read by the
+/// queries and the state update, 4·T·K·V; the state decay, N·K·V. Bytes beyond operands and
+/// result: each chunk's state written and read, 2·N·K·V elements. No T×T intermediate.
+fn linear_attn_cost(chunk: usize, ins: &[&TensorType], dims: &DimBindings) -> LinearAttnCost {
+    let (Some(q), Some(v)) = (ins.first(), ins.get(2)) else {
+        return LinearAttnCost {
+            flops: 0.0,
+            state_bytes: 0.0,
+        };
+    };
+    let r = q.shape.len();
+    let at = |t: &TensorType, i: usize| t.shape.get(i).map_or(1.0, |d| dim(d, dims));
+    let lead: f64 = q.shape[..r.saturating_sub(2)]
+        .iter()
+        .map(|d| dim(d, dims))
+        .product();
+    let (t, k, vd) = (
+        at(q, r.wrapping_sub(2)),
+        at(q, r.wrapping_sub(1)),
+        at(v, r.wrapping_sub(1)),
+    );
+    let c = (chunk as f64).min(t).max(1.0);
+    let n = (t / chunk.max(1) as f64).ceil();
+    let decay = match ins.get(3) {
+        None => 0.0,
+        Some(g) if g.shape.len() == r => t * c * k,
+        Some(_) => t * c,
+    };
+    let flops = 2.0 * t * c * (k + vd) + decay + 4.0 * t * k * vd + n * k * vd;
+    LinearAttnCost {
+        flops: lead * flops,
+        state_bytes: lead * 2.0 * n * k * vd * q.dtype.size_bytes() as f64,
     }
 }
 

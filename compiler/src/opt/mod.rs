@@ -59,17 +59,26 @@ pub enum Phase {
     Layout,
     /// Einsum regrouping and sums moved through einsums, with the layout rules.
     Contraction,
+    /// Causal linear attention (masked quadratic or recurrent) to chunked `linear_attn`,
+    /// with the layout rules.
+    Chunked,
     /// Contractions sharing an operand merged into one (Q/K/V projections).
     Merge,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 3] = [Phase::Layout, Phase::Contraction, Phase::Merge];
+    pub const ALL: [Phase; 4] = [
+        Phase::Layout,
+        Phase::Contraction,
+        Phase::Chunked,
+        Phase::Merge,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Phase::Layout => "layout",
             Phase::Contraction => "contraction",
+            Phase::Chunked => "chunked",
             Phase::Merge => "merge",
         }
     }
@@ -79,6 +88,11 @@ impl Phase {
             Phase::Layout => rules::layout_rules(),
             Phase::Contraction => {
                 let mut v = rules::contraction_rules();
+                v.extend(rules::layout_rules());
+                v
+            }
+            Phase::Chunked => {
+                let mut v = rules::linear_rules();
                 v.extend(rules::layout_rules());
                 v
             }

@@ -53,6 +53,17 @@ const RULE_SPECS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Causal linear attention with a per-key-channel decay, recurrent (the specs in ir-specs/
+/// have a per-channel decay only in the strict, shifted form of RWKV-6).
+const PER_CHANNEL_RECURRENCE: (&str, &str) = (
+    "per-channel decay recurrence",
+    "dim B, T;
+     input q: f32[B, T, 3]; input k: f32[B, T, 3]; input v: f32[B, T, 4]; input d: f32[B, T, 3];
+     let w = exp(-sigmoid(d));
+     let s = scan(unsqueeze(w, 3), unsqueeze(k, 3) * unsqueeze(v, 2), 1);
+     output y = einsum(\"btk,btkv->btv\", q, s) / sum(q * scan(w, k, 1), axis = -1, keepdim = true);",
+);
+
 /// Graphs in IR text with what the front end never emits (identity views).
 const RULE_IR: &[(&str, &str)] = &[(
     "identity views",
@@ -246,6 +257,40 @@ fn every_enode_computes_its_eclass_value() {
         .filter(|r| !fired.contains(*r))
         .collect();
     assert!(missing.is_empty(), "rules never fired: {missing:?}");
+}
+
+/// The chunked linear-attention e-nodes at T = 37: several chunks and a partial last one for
+/// every proposed chunk size below 37 (16 and 32).
+#[test]
+fn chunked_enodes_agree_over_several_chunks() {
+    let mut specs: Vec<(String, Graph)> = load_specs()
+        .into_iter()
+        .filter(|(n, _)| {
+            [
+                "linear_attention.seq",
+                "lightning_attention.seq",
+                "mamba2.seq",
+                "rwkv6.seq",
+                "linear_attention_recurrent.seq",
+            ]
+            .contains(&n.as_str())
+        })
+        .collect();
+    let (name, src) = PER_CHANNEL_RECURRENCE;
+    specs.push((name.into(), frontend::load_str(name, src).unwrap()));
+    assert_eq!(specs.len(), 6);
+    let mut fired = BTreeSet::new();
+    for (name, g) in specs {
+        let dims: DimBindings = g
+            .dims
+            .iter()
+            .map(|d| (d.clone(), if d == "T" { 37 } else { 2 }))
+            .collect();
+        fired.extend(check_every_enode(&name, &g, &dims));
+    }
+    for r in crate::opt::rules::linear_rules() {
+        assert!(fired.contains(r.name()), "{} never fired", r.name());
+    }
 }
 
 #[test]

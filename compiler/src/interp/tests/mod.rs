@@ -3,6 +3,7 @@
 
 mod elementwise;
 mod index;
+mod linear_attn;
 mod model;
 mod scan;
 mod shapes;

@@ -285,3 +285,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn linear_attn_round_trips() {
+    let text = "graph(T) {
+  %0 = input \"q\" : f32[2, T, 3]
+  %1 = input \"k\" : f32[2, T, 3]
+  %2 = input \"v\" : f32[2, T, 5]
+  %3 = input \"g\" : f32[2, T]
+  %4 = linear_attn(%0, %1, %2) chunk=16 strict=false : f32[2, T, 5]
+  %5 = linear_attn(%0, %1, %2, %3) chunk=1 strict=true : f32[2, T, 5]
+  output \"a\" = %4
+  output \"b\" = %5
+}
+";
+    let g = parse_graph(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(print_graph(&g), text);
+    round_trip(&g);
+    let bad = text.replace("chunk=16", "chunk=0");
+    assert!(
+        error(&bad).contains("chunk must be at least 1, found 0"),
+        "{}",
+        error(&bad)
+    );
+}

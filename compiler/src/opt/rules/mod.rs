@@ -8,12 +8,16 @@
 //! adapts a rule to egg's `Searcher` and `Applier`: the search reports only e-classes where
 //! some outcome would add something new, so egg's saturation test and match counts are exact.
 //!
-//! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `merge.rs`); each is named and documented
+//! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `linear.rs`,
+//! `recurrence.rs`, `merge.rs`); each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
 pub mod contraction;
+pub mod decay;
 pub mod layout;
+pub mod linear;
 pub mod merge;
+pub mod recurrence;
 
 use super::analysis::{EG, TypeAnalysis};
 use super::lang::{OpKey, TNode};
@@ -332,6 +336,12 @@ pub fn contraction_rules() -> Vec<Arc<dyn DynRule>> {
     contraction::rules()
 }
 
+/// The chunked linear-attention rules: masked quadratic forms and linear recurrences to
+/// `linear_attn`.
+pub fn linear_rules() -> Vec<Arc<dyn DynRule>> {
+    linear::rules()
+}
+
 /// The merge rules: contractions that share an operand joined into one.
 pub fn merge_rules() -> Vec<Arc<dyn DynRule>> {
     merge::rules()
@@ -342,6 +352,7 @@ pub fn rule_names() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = layout_rules()
         .iter()
         .chain(contraction_rules().iter())
+        .chain(linear_rules().iter())
         .chain(merge_rules().iter())
         .map(|r| r.name())
         .collect();
