@@ -4,7 +4,9 @@
 //! (e.g. `mamba`, `mamba.t1`); the spec is `ir-specs/SPEC.seq`. Beside the JSON lie
 //! `STEM.weights.safetensors` (the spec's params), `STEM.inputs.safetensors` (its inputs) and
 //! `STEM.expected.safetensors` (its outputs as the reference computed them). The JSON holds
-//! `{"spec": SPEC, "dims": {"B": 2, "T": 13}, "reference": "...", "tolerance": 1e-4}`.
+//! `{"spec": SPEC, "dims": {"B": 2, "T": 13}, "reference": "...", "tolerance": 1e-4,
+//! "generator": "..."}`, and optionally `"repository": "OWNER/NAME@COMMIT"` (the paper's code
+//! the generator ran, not a package) and `"config"` (an HF model's config.json).
 //!
 //! For each set the spec is loaded, its dims are bound, the interpreter runs on weights ∪
 //! inputs, and every expected output must satisfy
