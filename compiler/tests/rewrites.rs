@@ -495,3 +495,24 @@ fn elementwise_chains_and_reductions_are_fused() {
         assert!(same_outputs(&g, &[("fused", &o)], &d).unwrap(), "T = {t}");
     }
 }
+
+#[test]
+fn avoided_operators_are_not_extracted() {
+    // A backend that cannot run `linear_attn` or `fused` yet gets the best graph without them.
+    let g = frontend::load_file(&root().join("ir-specs/linear_attention.seq")).unwrap();
+    let names = |o: &Graph| -> Vec<&'static str> { o.nodes.iter().map(|n| n.op.name()).collect() };
+    let (full, _) = optimize_at(&g, &DimBindings::new());
+    assert!(names(&full).contains(&"linear_attn") && names(&full).contains(&"fused"));
+    let opts = OptOptions {
+        avoid_ops: vec!["linear_attn", "fused"],
+        ..Default::default()
+    };
+    let (o, _) = opt::optimize(&g, &opts).unwrap();
+    assert!(
+        !names(&o).contains(&"linear_attn") && !names(&o).contains(&"fused"),
+        "{o}"
+    );
+    assert!(names(&o).contains(&"einsum"), "{o}");
+    let d = at(&[("B", 2), ("T", 7)]);
+    assert!(same_outputs(&g, &[("avoiding", &o)], &d).unwrap());
+}

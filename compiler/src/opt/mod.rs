@@ -111,7 +111,15 @@ pub struct OptOptions {
     /// The phases to run, in order.
     pub phases: Vec<Phase>,
     pub limits: Limits,
+    /// Operators (by `Op::name`) that whoever runs the result cannot run yet, e.g. a backend's
+    /// gaps: extraction avoids them wherever the e-graph holds an alternative (an e-node with
+    /// one costs [`AVOIDED_COST`] seconds), and the fusion pass is skipped if `fused` is one.
+    pub avoid_ops: Vec<&'static str>,
 }
+
+/// The cost (seconds) extraction gives an e-node whose operator is in `avoid_ops`: finite, so
+/// a graph that needs such an operator still extracts (and its consumer reports the gap).
+pub const AVOIDED_COST: f64 = 1e30;
 
 impl Default for OptOptions {
     fn default() -> Self {
@@ -120,6 +128,7 @@ impl Default for OptOptions {
             target: Target::cpu(),
             phases: Phase::ALL.to_vec(),
             limits: Limits::default(),
+            avoid_ops: Vec::new(),
         }
     }
 }
@@ -239,6 +248,9 @@ pub fn optimize(g: &Graph, opts: &OptOptions) -> Result<(Graph, OptReport), OptE
     let eg = &conv.egraph;
     let statics = statics::static_classes(eg);
     let choice = extract::extract(eg, &roots, |class, n| {
+        if opts.avoid_ops.contains(&n.op.name()) {
+            return AVOIDED_COST;
+        }
         let operands_static = n.children.iter().all(|c| statics.contains(&eg.find(*c)));
         if cost::is_load_time(n.op.op(), operands_static, &eg[class].data) {
             return 0.0;
@@ -252,7 +264,11 @@ pub fn optimize(g: &Graph, opts: &OptOptions) -> Result<(Graph, OptReport), OptE
     let extract_time_s = t0.elapsed().as_secs_f64();
     verify(&out).map_err(OptError::Output)?;
     let t1 = Instant::now();
-    let out = fuse::fuse(&out).map_err(OptError::Rebuild)?;
+    let out = if opts.avoid_ops.contains(&"fused") {
+        out
+    } else {
+        fuse::fuse(&out).map_err(OptError::Rebuild)?
+    };
     let fuse_time_s = t1.elapsed().as_secs_f64();
     verify(&out).map_err(OptError::Output)?;
     let report = OptReport {
