@@ -1,6 +1,6 @@
 //! Merge rules: contractions that share an operand become one contraction against the
 //! concatenation of their weights (Q/K/V projections, SwiGLU's gate and up projections), read
-//! back with slices. The weights' concatenation depends on parameters only, so it is a
+//! back with slices; chunked linear attentions that differ only in their values become one. The weights' concatenation depends on parameters only, so it is a
 //! load-time constant (see `cost.rs`): the merged form reads the shared operand once and runs
 //! one kernel instead of n.
 
@@ -13,7 +13,10 @@ use egg::Id;
 use std::sync::Arc;
 
 pub fn rules() -> Vec<Arc<dyn DynRule>> {
-    vec![Arc::new(EinsumMergeSiblings)]
+    vec![
+        Arc::new(EinsumMergeSiblings),
+        Arc::new(LinearAttnMergeValues),
+    ]
 }
 
 /// The most contractions one merge joins (a bound on the concatenation's size).
@@ -151,4 +154,88 @@ pub fn is_weight(eg: &EG, c: Id, depth: usize) -> bool {
         }
         _ => false,
     })
+}
+
+/// `linear-attn-merge-values`: chunked linear attentions with the same queries, keys, decay,
+/// chunk and strictness but different values (a numerator and its normaliser, whose values
+/// are ones) become one over the values side by side,
+///   linear_attn(q, k, vᵢ, g) ⇒ slice(linear_attn(q, k, concat(v₁ … vₙ, −1), g), −1, offᵢ, offᵢ + |vᵢ|)
+/// (the value axis is the last; offᵢ = Σ_{j<i} |vⱼ|). Exact: each output column depends only on
+/// its value column. Saves recomputing q·kᵀ and its decays per value set.
+struct LinearAttnMergeValues;
+
+impl DynRule for LinearAttnMergeValues {
+    fn name(&self) -> &'static str {
+        "linear-attn-merge-values"
+    }
+    fn root(&self) -> &'static str {
+        "linear_attn"
+    }
+    fn rewrite(&self, eg: &EG, _class: Id, node: &TNode) -> Vec<Outcome> {
+        let op = node.op.op();
+        if !matches!(op, Op::LinearAttn { .. }) || node.children.len() < 3 {
+            return vec![];
+        }
+        let kids: Vec<Id> = node.children.iter().map(|c| eg.find(*c)).collect();
+        let Some(v_shape) = shape(eg, kids[2]) else {
+            return vec![];
+        };
+        let axis = v_shape.len() - 1;
+        // Siblings: linear_attn parents of q with the same attributes and operands but v.
+        let mut values: Vec<Id> = Vec::new();
+        for parent in eg[kids[0]].parents() {
+            for n in &eg[eg.find(parent)].nodes {
+                if n.op.op() != op || n.children.len() != kids.len() {
+                    continue;
+                }
+                let theirs: Vec<Id> = n.children.iter().map(|c| eg.find(*c)).collect();
+                let same_rest = theirs
+                    .iter()
+                    .zip(&kids)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == 2 || a == b);
+                let fits = shape(eg, theirs[2])
+                    .is_some_and(|s| s.len() == v_shape.len() && s[..axis] == v_shape[..axis]);
+                if same_rest && fits && !values.contains(&theirs[2]) {
+                    values.push(theirs[2]);
+                }
+            }
+        }
+        values.sort();
+        if values.len() < 2 || values.len() > MAX_GROUP {
+            return vec![];
+        }
+        let mut offset = DimExpr::constant(0);
+        let mut mine = None;
+        for &v in &values {
+            let Some(size) = shape(eg, v).and_then(|s| s.get(axis)).cloned() else {
+                return vec![];
+            };
+            if v == kids[2] {
+                mine = Some((offset.clone(), offset.add(&size)));
+            }
+            offset = offset.add(&size);
+        }
+        let Some((start, end)) = mine else {
+            return vec![];
+        };
+        let mut plan = Plan::new();
+        let cat = plan.push(
+            Op::Concat { axis },
+            values.iter().map(|v| Arg::Class(*v)).collect(),
+        );
+        let mut operands: Vec<Arg> = kids.iter().map(|c| Arg::Class(*c)).collect();
+        operands[2] = cat;
+        let merged = plan.push(op.clone(), operands);
+        plan.push(
+            Op::Slice {
+                axis,
+                start,
+                end,
+                step: 1,
+            },
+            vec![merged],
+        );
+        vec![Outcome::Build(plan)]
+    }
 }
