@@ -7,6 +7,7 @@
 //! checked against its type evaluated at the bound dims; nothing reachable from a valid graph
 //! panics: bad indices, integer division by zero, negative or huge dims are [`InterpError`]s.
 
+mod attention;
 mod einsum;
 mod elementwise;
 mod index;
@@ -409,6 +410,20 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
             _ => return Err("the operand is not a tuple".to_string().into()),
         },
         Op::Conv1dCausal => scan::conv1d_causal(a(0)?, a(1)?)?,
+        Op::Attention {
+            mask,
+            scale,
+            tile_q,
+            tile_k,
+        } => attention::attention(
+            a(0)?,
+            a(1)?,
+            a(2)?,
+            mask,
+            *scale,
+            (*tile_q, *tile_k),
+            expect.tensor()?.1,
+        )?,
     };
     Ok(Val::T(t))
 }

@@ -7,6 +7,7 @@
 
 use super::dim::DimExpr;
 use super::graph::Graph;
+use super::mask::Mask;
 use seqc_runtime::DType;
 
 /// Elementwise unary functions. Float only unless noted.
@@ -223,6 +224,25 @@ pub enum Op {
     /// inputs: [x: [..., T, C], w: [C, K]]. Depthwise causal conv along axis rank−2:
     /// out[..., t, c] = Σ_{k<K} w[c, k] · x[..., t − (K−1) + k, c], zeros before t = 0.
     Conv1dCausal,
+    /// inputs: [q: [..., T, D], k: [..., S, D], v: [..., S, E]], one float dtype; the leading
+    /// (batch) dims broadcast NumPy-style to the result's [..., T, E]. Fused softmax
+    /// attention, per batch index, query t and key s (`mask` over t, s: ir/mask.rs):
+    ///   x[t, s] = mask(t, s) ? r(r(Σ_d q[t, d]·k[s, d]) · r(scale)) : −∞
+    ///   out[t, e] = Σ_s softmax_s(x[t, ·]) · v[s, e]
+    /// where r rounds to the dtype and the dot product accumulates in f64 — exactly what the
+    /// unfused `einsum(q, k) · scale`, `select(mask, ·, −inf)`, the prelude's softmax and
+    /// `einsum(p, v)` compute, up to summation order. A row with no visible key is NaN in
+    /// every column (the unfused form gives −∞ − (−∞)). `tile_q`, `tile_k` (≥ 1) are a
+    /// schedule and change no value: the interpreter runs the online-softmax tiled algorithm
+    /// (per tile of `tile_q` queries, over tiles of `tile_k` keys with a running max and sum
+    /// rescaled as the max grows), skips tiles where the mask is all false and evaluates it
+    /// only in tiles where it is not all true (`Mask::classify`).
+    Attention {
+        mask: Mask,
+        scale: f64,
+        tile_q: usize,
+        tile_k: usize,
+    },
 }
 
 impl Op {
@@ -258,6 +278,7 @@ impl Op {
             Op::ScanFn { .. } => "scan_fn",
             Op::Extract { .. } => "extract",
             Op::Conv1dCausal => "conv1d_causal",
+            Op::Attention { .. } => "attention",
         }
     }
 }

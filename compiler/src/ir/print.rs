@@ -187,6 +187,20 @@ fn attributes(op: &Op) -> (Option<String>, Vec<(&'static str, String)>) {
             ],
         ),
         Op::Extract { index } => (None, vec![("index", s(index))]),
+        Op::Attention {
+            mask,
+            scale,
+            tile_q,
+            tile_k,
+        } => (
+            None,
+            vec![
+                ("mask", quote(&mask.to_string())),
+                ("scale", float_text(*scale)),
+                ("tile_q", s(tile_q)),
+                ("tile_k", s(tile_k)),
+            ],
+        ),
     }
 }
 

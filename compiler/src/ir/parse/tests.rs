@@ -48,6 +48,7 @@ fn round_trips_every_operator() {
         "scan_fn",
         "extract",
         "conv1d_causal",
+        "attention",
     ]);
     for name in names {
         let used = g.nodes.iter().any(|n| n.op.name() == name);

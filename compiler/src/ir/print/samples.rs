@@ -358,9 +358,18 @@ pub(crate) fn all_ops() -> Graph {
         vec![c(8), c(4)],
     );
     let conv = add(&mut g, Op::Conv1dCausal, &[y, wc]);
+    let window = crate::ir::mask::Mask::parse("and(le(s, t), lt(sub(t, s), 5))").unwrap();
+    let att = Op::Attention {
+        mask: window,
+        scale: 0.25,
+        tile_q: 4,
+        tile_k: 3,
+    };
+    let att = add(&mut g, att, &[y, y, conv]);
     g.add_output("y", conv);
     g.add_output("h", hs);
     g.add_output("c \"sum\"", cs);
+    g.add_output("att", att);
     g
 }
 

@@ -1,0 +1,495 @@
+//! Symbolic attention masks: a small predicate language over the query index `t` and the key
+//! index `s` (i32 values, integer constants, + − × floor-division and remainder by non-zero
+//! constants, min/max, comparisons, and/or/not), its text form, its exact evaluation and a
+//! sound tile classifier used by the fused `attention` operator (ir/op.rs).
+//!
+//! Evaluation follows the interpreter's i32 semantics node by node: every integer result
+//! wraps to i32, `div` is floor division and `rem` takes the divisor's sign (Python's `//`
+//! and `%`). [`Mask::classify`] decides whether a tile [t0, t1) × [s0, s1) is all false, all
+//! true or mixed by interval arithmetic (in i128; any interval leaving the i32 range is
+//! "unknown", so wrapping never makes it wrong); "mixed" is always a safe answer.
+
+use super::op::{BinaryOp, binary_from_name, binary_name};
+use std::fmt;
+
+/// A mask predicate (bool-valued at the root) or one of its integer subexpressions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Mask {
+    /// The query index t.
+    Q,
+    /// The key index s.
+    K,
+    /// An i32 constant.
+    Int(i64),
+    Bool(bool),
+    Not(Box<Mask>),
+    /// One of `add sub mul div rem maximum minimum lt le gt ge eq ne and or`.
+    Bin(BinaryOp, Box<Mask>, Box<Mask>),
+}
+
+/// The value kind of a mask expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Bool,
+}
+
+/// A value of a mask expression at one point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskVal {
+    I(i64),
+    B(bool),
+}
+
+/// What a tile of the (t, s) grid holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tile {
+    /// Every entry false (or the tile is empty): the tile is skipped.
+    Skip,
+    /// Entries of both values, or not known: computed with the mask applied.
+    Mixed,
+    /// Every entry true: computed without evaluating the mask.
+    Full,
+}
+
+/// Nesting limit of the text form and of recognised expressions.
+pub const MAX_DEPTH: usize = 64;
+
+const ARITH: [BinaryOp; 7] = [
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Div,
+    BinaryOp::Rem,
+    BinaryOp::Max,
+    BinaryOp::Min,
+];
+
+fn wrap(x: i64) -> i64 {
+    x as i32 as i64
+}
+
+fn floor_div(x: i64, y: i64) -> i64 {
+    let q = x.wrapping_div(y);
+    if x.wrapping_rem(y) != 0 && ((x < 0) != (y < 0)) {
+        q - 1
+    } else {
+        q
+    }
+}
+
+fn floor_rem(x: i64, y: i64) -> i64 {
+    let r = x.wrapping_rem(y);
+    if r != 0 && ((r < 0) != (y < 0)) {
+        r + y
+    } else {
+        r
+    }
+}
+
+impl Mask {
+    /// The predicate that is true everywhere (no mask).
+    pub fn all() -> Mask {
+        Mask::Bool(true)
+    }
+
+    pub fn bin(op: BinaryOp, a: Mask, b: Mask) -> Mask {
+        Mask::Bin(op, Box::new(a), Box::new(b))
+    }
+
+    /// The expression's kind; the error names the subexpression that is ill-formed.
+    pub fn kind(&self) -> Result<Kind, String> {
+        self.kind_at(0)
+    }
+
+    fn kind_at(&self, depth: usize) -> Result<Kind, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("nested deeper than {MAX_DEPTH}"));
+        }
+        match self {
+            Mask::Q | Mask::K => Ok(Kind::Int),
+            Mask::Int(c) => {
+                if i32::try_from(*c).is_err() {
+                    return Err(format!("constant {c} is outside the i32 range"));
+                }
+                Ok(Kind::Int)
+            }
+            Mask::Bool(_) => Ok(Kind::Bool),
+            Mask::Not(x) => match x.kind_at(depth + 1)? {
+                Kind::Bool => Ok(Kind::Bool),
+                Kind::Int => Err(format!("`not` expects a bool, found the integer `{x}`")),
+            },
+            Mask::Bin(op, a, b) => {
+                let (ka, kb) = (a.kind_at(depth + 1)?, b.kind_at(depth + 1)?);
+                let name = binary_name(*op);
+                let want = |k: Kind, x: &Mask, kw: &str| -> Result<(), String> {
+                    let ok = match kw {
+                        "an integer" => k == Kind::Int,
+                        _ => k == Kind::Bool,
+                    };
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(format!("`{name}` expects {kw} operand, found `{x}`"))
+                    }
+                };
+                if matches!(op, BinaryOp::Div | BinaryOp::Rem)
+                    && !matches!(**b, Mask::Int(c) if c != 0)
+                {
+                    return Err(format!(
+                        "`{name}` expects a non-zero integer constant divisor, found `{b}`"
+                    ));
+                }
+                if ARITH.contains(op) {
+                    want(ka, a, "an integer")?;
+                    want(kb, b, "an integer")?;
+                    Ok(Kind::Int)
+                } else if op.is_comparison() {
+                    if matches!(op, BinaryOp::Eq | BinaryOp::Ne) && ka == kb {
+                        return Ok(Kind::Bool);
+                    }
+                    want(ka, a, "an integer")?;
+                    want(kb, b, "an integer")?;
+                    Ok(Kind::Bool)
+                } else if matches!(op, BinaryOp::And | BinaryOp::Or) {
+                    want(ka, a, "a bool")?;
+                    want(kb, b, "a bool")?;
+                    Ok(Kind::Bool)
+                } else {
+                    Err(format!("`{name}` is not part of the mask language"))
+                }
+            }
+        }
+    }
+
+    /// Checks that the expression is a well-formed predicate (bool-valued).
+    pub fn check(&self) -> Result<(), String> {
+        match self.kind()? {
+            Kind::Bool => Ok(()),
+            Kind::Int => Err(format!("the mask `{self}` is an integer, not a predicate")),
+        }
+    }
+
+    /// The value at query `t`, key `s`, with the interpreter's i32 semantics. The expression
+    /// must pass [`Mask::kind`] (otherwise the result is unspecified but no panic occurs).
+    pub fn eval(&self, t: i64, s: i64) -> MaskVal {
+        use MaskVal::{B, I};
+        match self {
+            Mask::Q => I(wrap(t)),
+            Mask::K => I(wrap(s)),
+            Mask::Int(c) => I(wrap(*c)),
+            Mask::Bool(b) => B(*b),
+            Mask::Not(x) => match x.eval(t, s) {
+                B(b) => B(!b),
+                I(_) => B(false),
+            },
+            Mask::Bin(op, a, b) => match (a.eval(t, s), b.eval(t, s)) {
+                (I(x), I(y)) => match op {
+                    BinaryOp::Add => I(wrap(x.wrapping_add(y))),
+                    BinaryOp::Sub => I(wrap(x.wrapping_sub(y))),
+                    BinaryOp::Mul => I(wrap(x.wrapping_mul(y))),
+                    BinaryOp::Div if y != 0 => I(wrap(floor_div(x, y))),
+                    BinaryOp::Rem if y != 0 => I(wrap(floor_rem(x, y))),
+                    BinaryOp::Max => I(x.max(y)),
+                    BinaryOp::Min => I(x.min(y)),
+                    BinaryOp::Lt => B(x < y),
+                    BinaryOp::Le => B(x <= y),
+                    BinaryOp::Gt => B(x > y),
+                    BinaryOp::Ge => B(x >= y),
+                    BinaryOp::Eq => B(x == y),
+                    BinaryOp::Ne => B(x != y),
+                    _ => I(0),
+                },
+                (B(x), B(y)) => match op {
+                    BinaryOp::And => B(x && y),
+                    BinaryOp::Or => B(x || y),
+                    BinaryOp::Eq => B(x == y),
+                    BinaryOp::Ne => B(x != y),
+                    _ => B(false),
+                },
+                _ => B(false),
+            },
+        }
+    }
+
+    /// The predicate's value at (t, s) (false for a non-bool expression).
+    pub fn holds(&self, t: i64, s: i64) -> bool {
+        matches!(self.eval(t, s), MaskVal::B(true))
+    }
+
+    /// Classifies the tile [t0, t1) × [s0, s1) soundly: `Skip` only if every entry is false,
+    /// `Full` only if every entry is true.
+    pub fn classify(&self, t: (i64, i64), s: (i64, i64)) -> Tile {
+        if t.0 >= t.1 || s.0 >= s.1 {
+            return Tile::Skip;
+        }
+        let q = (t.0 as i128, t.1 as i128 - 1);
+        let k = (s.0 as i128, s.1 as i128 - 1);
+        match self.range(q, k) {
+            Range::B(Some(true)) => Tile::Full,
+            Range::B(Some(false)) => Tile::Skip,
+            _ => Tile::Mixed,
+        }
+    }
+
+    /// Interval evaluation: integer bounds (inclusive) or a known truth value; `None` when
+    /// unknown.
+    fn range(&self, t: (i128, i128), s: (i128, i128)) -> Range {
+        let fit = |lo: i128, hi: i128| -> Range {
+            let ok = lo >= i32::MIN as i128 && hi <= i32::MAX as i128;
+            Range::I(ok.then_some((lo, hi)))
+        };
+        match self {
+            Mask::Q => fit(t.0, t.1),
+            Mask::K => fit(s.0, s.1),
+            Mask::Int(c) => fit(*c as i128, *c as i128),
+            Mask::Bool(b) => Range::B(Some(*b)),
+            Mask::Not(x) => match x.range(t, s) {
+                Range::B(b) => Range::B(b.map(|b| !b)),
+                Range::I(_) => Range::B(None),
+            },
+            Mask::Bin(op, a, b) => {
+                let (ra, rb) = (a.range(t, s), b.range(t, s));
+                match (ra, rb) {
+                    (Range::I(x), Range::I(y)) => {
+                        let (Some((a0, a1)), Some((b0, b1))) = (x, y) else {
+                            return match op {
+                                o if ARITH.contains(o) => Range::I(None),
+                                _ => Range::B(None),
+                            };
+                        };
+                        match op {
+                            BinaryOp::Add => fit(a0 + b0, a1 + b1),
+                            BinaryOp::Sub => fit(a0 - b1, a1 - b0),
+                            BinaryOp::Mul => {
+                                let p = [a0 * b0, a0 * b1, a1 * b0, a1 * b1];
+                                fit(*p.iter().min().unwrap(), *p.iter().max().unwrap())
+                            }
+                            BinaryOp::Max => fit(a0.max(b0), a1.max(b1)),
+                            BinaryOp::Min => fit(a0.min(b0), a1.min(b1)),
+                            BinaryOp::Div | BinaryOp::Rem if b0 != b1 || b0 == 0 => Range::I(None),
+                            BinaryOp::Div => {
+                                let (x, y) = (fdiv(a0, b0), fdiv(a1, b0));
+                                fit(x.min(y), x.max(y))
+                            }
+                            BinaryOp::Rem => {
+                                let c = b0;
+                                let (k0, k1) = (fdiv(a0, c), fdiv(a1, c));
+                                if k0 == k1 {
+                                    fit(a0 - c * k0, a1 - c * k0)
+                                } else if c > 0 {
+                                    fit(0, c - 1)
+                                } else {
+                                    fit(c + 1, 0)
+                                }
+                            }
+                            BinaryOp::Lt => cmp(a1 < b0, a0 >= b1),
+                            BinaryOp::Le => cmp(a1 <= b0, a0 > b1),
+                            BinaryOp::Gt => cmp(a0 > b1, a1 <= b0),
+                            BinaryOp::Ge => cmp(a0 >= b1, a1 < b0),
+                            BinaryOp::Eq => {
+                                cmp(a0 == a1 && b0 == b1 && a0 == b0, a1 < b0 || b1 < a0)
+                            }
+                            BinaryOp::Ne => {
+                                cmp(a1 < b0 || b1 < a0, a0 == a1 && b0 == b1 && a0 == b0)
+                            }
+                            _ => Range::B(None),
+                        }
+                    }
+                    (Range::B(x), Range::B(y)) => Range::B(match op {
+                        BinaryOp::And => match (x, y) {
+                            (Some(false), _) | (_, Some(false)) => Some(false),
+                            (Some(true), Some(true)) => Some(true),
+                            _ => None,
+                        },
+                        BinaryOp::Or => match (x, y) {
+                            (Some(true), _) | (_, Some(true)) => Some(true),
+                            (Some(false), Some(false)) => Some(false),
+                            _ => None,
+                        },
+                        BinaryOp::Eq => x.zip(y).map(|(x, y)| x == y),
+                        BinaryOp::Ne => x.zip(y).map(|(x, y)| x != y),
+                        _ => None,
+                    }),
+                    _ => Range::B(None),
+                }
+            }
+        }
+    }
+
+    /// Parses the text form written by `Display`, e.g. `and(le(s, t), lt(sub(t, s), 4))`,
+    /// and checks that it is a predicate. The error says what was expected and where.
+    pub fn parse(text: &str) -> Result<Mask, String> {
+        let mut p = TextParser {
+            s: text.as_bytes(),
+            pos: 0,
+        };
+        let m = p.expr(0)?;
+        p.skip_ws();
+        if p.pos != p.s.len() {
+            return Err(p.error("the end of the mask"));
+        }
+        m.check()?;
+        Ok(m)
+    }
+}
+
+/// An interval result: integer bounds or a truth value, `None` when unknown.
+#[derive(Clone, Copy, Debug)]
+enum Range {
+    I(Option<(i128, i128)>),
+    B(Option<bool>),
+}
+
+fn fdiv(x: i128, y: i128) -> i128 {
+    let q = x / y;
+    if x % y != 0 && ((x < 0) != (y < 0)) {
+        q - 1
+    } else {
+        q
+    }
+}
+
+/// A comparison's truth value: `Some(true)` if `yes` holds on the whole tile, `Some(false)` if
+/// `no` does.
+fn cmp(yes: bool, no: bool) -> Range {
+    Range::B(if yes {
+        Some(true)
+    } else if no {
+        Some(false)
+    } else {
+        None
+    })
+}
+
+/// Prefix form: `t`, `s`, integers, `true`, `false`, `not(x)`, `OP(a, b)` with the IR's
+/// binary operator names.
+impl fmt::Display for Mask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mask::Q => f.write_str("t"),
+            Mask::K => f.write_str("s"),
+            Mask::Int(c) => write!(f, "{c}"),
+            Mask::Bool(b) => write!(f, "{b}"),
+            Mask::Not(x) => write!(f, "not({x})"),
+            Mask::Bin(op, a, b) => write!(f, "{}({a}, {b})", binary_name(*op)),
+        }
+    }
+}
+
+struct TextParser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl TextParser<'_> {
+    fn skip_ws(&mut self) {
+        while self
+            .s
+            .get(self.pos)
+            .is_some_and(|c| c.is_ascii_whitespace())
+        {
+            self.pos += 1;
+        }
+    }
+
+    fn error(&self, expected: &str) -> String {
+        let found = match self.s.get(self.pos) {
+            None => "the end of the text".to_string(),
+            Some(_) => {
+                let rest = String::from_utf8_lossy(&self.s[self.pos..]);
+                format!("`{}`", rest.chars().take(12).collect::<String>())
+            }
+        };
+        format!(
+            "mask, at character {}: expected {expected}, found {found}",
+            self.pos + 1
+        )
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.skip_ws();
+        if self.s.get(self.pos) == Some(&c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("`{}`", c as char)))
+        }
+    }
+
+    fn expr(&mut self, depth: usize) -> Result<Mask, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("mask: nested deeper than {MAX_DEPTH}"));
+        }
+        self.skip_ws();
+        let start = self.pos;
+        if self.s.get(self.pos) == Some(&b'-')
+            || self.s.get(self.pos).is_some_and(u8::is_ascii_digit)
+        {
+            self.pos += 1;
+            while self.s.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                self.pos += 1;
+            }
+            let text = std::str::from_utf8(&self.s[start..self.pos]).unwrap_or("");
+            return match text.parse::<i32>() {
+                Ok(c) => Ok(Mask::Int(c.into())),
+                Err(_) => {
+                    self.pos = start;
+                    Err(self.error("an i32 integer"))
+                }
+            };
+        }
+        while self
+            .s
+            .get(self.pos)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        {
+            self.pos += 1;
+        }
+        let word = std::str::from_utf8(&self.s[start..self.pos]).unwrap_or("");
+        match word {
+            "t" => return Ok(Mask::Q),
+            "s" => return Ok(Mask::K),
+            "true" => return Ok(Mask::Bool(true)),
+            "false" => return Ok(Mask::Bool(false)),
+            "" => {
+                return Err(self.error("`t`, `s`, an integer, `true`, `false` or an operator"));
+            }
+            _ => {}
+        }
+        let op = if word == "not" {
+            None
+        } else {
+            match binary_from_name(word) {
+                Some(op) if op != BinaryOp::Pow => Some(op),
+                _ => {
+                    self.pos = start;
+                    return Err(self.error("`t`, `s`, an integer, `true`, `false` or an operator"));
+                }
+            }
+        };
+        self.expect(b'(')?;
+        let a = self.expr(depth + 1)?;
+        let m = match op {
+            None => Mask::Not(Box::new(a)),
+            Some(op) => {
+                self.expect(b',')?;
+                let b = self.expr(depth + 1)?;
+                Mask::bin(op, a, b)
+            }
+        };
+        self.expect(b')')?;
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests;
