@@ -9,6 +9,7 @@
 //! which rules fired how often ([`OptReport`]).
 
 pub mod analysis;
+pub mod attention_cost;
 pub mod convert;
 pub mod cost;
 pub mod einsum;
@@ -56,15 +57,18 @@ pub enum Phase {
     Layout,
     /// Einsum regrouping and sums moved through einsums, with the layout rules.
     Contraction,
+    /// Softmax attention with a structured mask fused into one tiled `attention` node.
+    Attention,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 2] = [Phase::Layout, Phase::Contraction];
+    pub const ALL: [Phase; 3] = [Phase::Layout, Phase::Contraction, Phase::Attention];
 
     pub fn name(self) -> &'static str {
         match self {
             Phase::Layout => "layout",
             Phase::Contraction => "contraction",
+            Phase::Attention => "attention",
         }
     }
 
@@ -76,6 +80,7 @@ impl Phase {
                 v.extend(rules::layout_rules());
                 v
             }
+            Phase::Attention => rules::attention_rules(),
         };
         rs.into_iter().map(|r| rules::rewrite(r, budget)).collect()
     }

@@ -8,11 +8,14 @@
 //! adapts a rule to egg's `Searcher` and `Applier`: the search reports only e-classes where
 //! some outcome would add something new, so egg's saturation test and match counts are exact.
 //!
-//! Rules are grouped by topic (`layout.rs`, `contraction.rs`); each is named and documented
+//! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `attention.rs` with the mask
+//! recogniser `mask.rs`); each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
+pub mod attention;
 pub mod contraction;
 pub mod layout;
+pub mod mask;
 
 use super::analysis::{EG, TypeAnalysis};
 use super::lang::{OpKey, TNode};
@@ -331,11 +334,17 @@ pub fn contraction_rules() -> Vec<Arc<dyn DynRule>> {
     contraction::rules()
 }
 
+/// The attention rules: softmax attention fused into one tiled `attention` operator.
+pub fn attention_rules() -> Vec<Arc<dyn DynRule>> {
+    attention::rules()
+}
+
 /// The name of every rule, sorted.
 pub fn rule_names() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = layout_rules()
         .iter()
         .chain(contraction_rules().iter())
+        .chain(attention_rules().iter())
         .map(|r| r.name())
         .collect();
     v.sort();
