@@ -93,3 +93,6 @@ pub fn attention_cost(
         grid,
     }
 }
+
+#[cfg(test)]
+mod tests;
