@@ -497,6 +497,11 @@ fn softmax_attention_is_fused_with_its_mask() {
             "softmax(where(causal_mask(T) && ((iota([T, T], 1) < 2) || (iota([T, T], 0) - iota([T, T], 1) < 3)), einsum(\"bhsd,bhtd->bhts\", k, q) * 0.25, -inf)) @ v",
             "and(le(s, t), or(lt(s, 2), lt(sub(t, s), 3)))",
         ),
+        // A pattern per head (head h also sees h keys ahead).
+        (
+            "masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), iota([2, T, T], 2) <= iota([2, T, T], 1) + iota([2, T, T], 0)) @ v",
+            "le(s, add(t, b1))",
+        ),
         // Strictly causal: row 0 sees no key and is NaN, fused or not.
         (
             "masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), iota([T, T], 1) < iota([T, T], 0)) @ v",
@@ -532,9 +537,10 @@ fn unstructured_masks_are_not_fused() {
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          input m: bool[T, T];
          output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), m) @ v;",
-        // A different mask per head.
+        // A table per head (Longformer's dilations): not a structured mask.
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
-         output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), iota([2, T, T], 2) <= iota([2, T, T], 1) + iota([2, T, T], 0)) @ v;",
+         let dil = reshape(concat([full([1], 1, dtype = i32), full([1], 2, dtype = i32)], 0), [2, 1, 1]);
+         output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), (iota([2, T, T], 1) - iota([2, T, T], 2)) % dil == 0) @ v;",
         // Softmax over the query axis.
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          output y = einsum(\"bhts,bhtd->bhsd\", softmax(einsum(\"bhtd,bhsd->bhts\", q, k), axis = 2), v);",

@@ -83,7 +83,18 @@ pub(crate) fn attention(
     let mut l = vec![0.0f64; tile_q];
     let mut acc = vec![0.0f64; tile_q * e];
     let mut x = vec![0.0f64; tile_k];
+    // The batch index as a multi-index, for masks that read batch axes.
+    let reads_batch = !mask.batch_axes().is_empty();
+    let mut bidx = vec![0i64; out_batch.len()];
     for b in 0..n_batch {
+        if reads_batch {
+            let mut rest = b;
+            for (a, &n) in out_batch.iter().enumerate().rev() {
+                bidx[a] = (rest % n) as i64;
+                rest /= n;
+            }
+        }
+        let branges: Vec<(i64, i64)> = bidx.iter().map(|&i| (i, i + 1)).collect();
         for t0 in (0..t_len).step_by(tile_q) {
             let t1 = (t0 + tile_q).min(t_len);
             m.fill(f64::NEG_INFINITY);
@@ -91,7 +102,8 @@ pub(crate) fn attention(
             acc.fill(0.0);
             for s0 in (0..s_len).step_by(tile_k) {
                 let s1 = (s0 + tile_k).min(s_len);
-                let tile = mask.classify((t0 as i64, t1 as i64), (s0 as i64, s1 as i64));
+                let tile =
+                    mask.classify_at((t0 as i64, t1 as i64), (s0 as i64, s1 as i64), &branges);
                 if tile == Tile::Skip {
                     continue;
                 }
@@ -100,7 +112,8 @@ pub(crate) fn attention(
                     let qrow = &qs[qo[b] + t * sq[rq - 2]..][..d];
                     let mut tile_max = f64::NEG_INFINITY;
                     for s in s0..s1 {
-                        let visible = tile == Tile::Full || mask.holds(t as i64, s as i64);
+                        let visible =
+                            tile == Tile::Full || mask.holds_at(t as i64, s as i64, &bidx);
                         x[s - s0] = if visible {
                             let krow = &ks[ko[b] + s * sk[rk - 2]..][..d];
                             let dot: f64 = qrow.iter().zip(krow).map(|(a, c)| a * c).sum();

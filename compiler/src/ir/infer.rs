@@ -571,6 +571,12 @@ fn infer_attention(
     let batch = broadcast_shapes(&q.shape[..rq - 2], &k.shape[..rk - 2])
         .and_then(|b| broadcast_shapes(&b, &v.shape[..rv - 2]))
         .map_err(|e| format!("`attention` batch dims: {e}"))?;
+    if let Some(j) = mask.batch_axes().into_iter().find(|&j| j >= batch.len()) {
+        return Err(format!(
+            "`attention` mask reads batch axis b{j}, but the result has {} batch axes",
+            batch.len()
+        ));
+    }
     let mut shape = batch;
     shape.push(q.shape[rq - 2].clone());
     shape.push(v.shape[rv - 1].clone());

@@ -1,5 +1,5 @@
-//! Symbolic attention masks: a small predicate language over the query index `t` and the key
-//! index `s` (i32 values, integer constants, + − × floor-division and remainder by non-zero
+//! Symbolic attention masks: a small predicate language over the query index `t`, the key
+//! index `s` and the indices `b0`, `b1`, … along the result's batch axes (i32 values, integer constants, + − × floor-division and remainder by non-zero
 //! constants, min/max, comparisons, and/or/not), its text form, its exact evaluation and a
 //! sound tile classifier used by the fused `attention` operator (ir/op.rs).
 //!
@@ -19,6 +19,9 @@ pub enum Mask {
     Q,
     /// The key index s.
     K,
+    /// The index along batch axis `j` of the attention's result (0 = its first axis); e.g.
+    /// the head in [B, H, T, E] is `b1`.
+    Batch(usize),
     /// An i32 constant.
     Int(i64),
     Bool(bool),
@@ -107,7 +110,7 @@ impl Mask {
             return Err(format!("nested deeper than {MAX_DEPTH}"));
         }
         match self {
-            Mask::Q | Mask::K => Ok(Kind::Int),
+            Mask::Q | Mask::K | Mask::Batch(_) => Ok(Kind::Int),
             Mask::Int(c) => {
                 if i32::try_from(*c).is_err() {
                     return Err(format!("constant {c} is outside the i32 range"));
@@ -170,20 +173,48 @@ impl Mask {
         }
     }
 
-    /// The value at query `t`, key `s`, with the interpreter's i32 semantics. The expression
-    /// must pass [`Mask::kind`] (otherwise the result is unspecified but no panic occurs).
+    /// The batch axes the mask reads, ascending.
+    pub fn batch_axes(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.collect_axes(&mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn collect_axes(&self, out: &mut Vec<usize>) {
+        match self {
+            Mask::Batch(j) => out.push(*j),
+            Mask::Not(x) => x.collect_axes(out),
+            Mask::Bin(_, a, b) => {
+                a.collect_axes(out);
+                b.collect_axes(out);
+            }
+            Mask::Q | Mask::K | Mask::Int(_) | Mask::Bool(_) => {}
+        }
+    }
+
+    /// The value at query `t`, key `s` and batch index 0 on every axis (see [`Mask::eval_at`]).
     pub fn eval(&self, t: i64, s: i64) -> MaskVal {
+        self.eval_at(t, s, &[])
+    }
+
+    /// The value at query `t`, key `s` and batch index `batch` (an axis it lacks is index 0),
+    /// with the interpreter's i32 semantics. The expression must pass [`Mask::kind`]
+    /// (otherwise the result is unspecified but no panic occurs).
+    pub fn eval_at(&self, t: i64, s: i64, batch: &[i64]) -> MaskVal {
         use MaskVal::{B, I};
         match self {
             Mask::Q => I(wrap(t)),
             Mask::K => I(wrap(s)),
+            Mask::Batch(j) => I(wrap(batch.get(*j).copied().unwrap_or(0))),
             Mask::Int(c) => I(wrap(*c)),
             Mask::Bool(b) => B(*b),
-            Mask::Not(x) => match x.eval(t, s) {
+            Mask::Not(x) => match x.eval_at(t, s, batch) {
                 B(b) => B(!b),
                 I(_) => B(false),
             },
-            Mask::Bin(op, a, b) => match (a.eval(t, s), b.eval(t, s)) {
+            Mask::Bin(op, a, b) => match (a.eval_at(t, s, batch), b.eval_at(t, s, batch)) {
                 (I(x), I(y)) => match op {
                     BinaryOp::Add => I(wrap(x.wrapping_add(y))),
                     BinaryOp::Sub => I(wrap(x.wrapping_sub(y))),
@@ -212,20 +243,35 @@ impl Mask {
         }
     }
 
-    /// The predicate's value at (t, s) (false for a non-bool expression).
+    /// The predicate's value at (t, s), batch index 0 (false for a non-bool expression).
     pub fn holds(&self, t: i64, s: i64) -> bool {
-        matches!(self.eval(t, s), MaskVal::B(true))
+        self.holds_at(t, s, &[])
     }
 
-    /// Classifies the tile [t0, t1) × [s0, s1) soundly: `Skip` only if every entry is false,
-    /// `Full` only if every entry is true.
+    /// The predicate's value at (t, s) and batch index `batch`.
+    pub fn holds_at(&self, t: i64, s: i64, batch: &[i64]) -> bool {
+        matches!(self.eval_at(t, s, batch), MaskVal::B(true))
+    }
+
+    /// Classifies the tile [t0, t1) × [s0, s1) at batch index 0 (see [`Mask::classify_at`]).
     pub fn classify(&self, t: (i64, i64), s: (i64, i64)) -> Tile {
-        if t.0 >= t.1 || s.0 >= s.1 {
+        self.classify_at(t, s, &[])
+    }
+
+    /// Classifies the tile [t0, t1) × [s0, s1) over the batch indices in the half-open ranges
+    /// `batch` (an axis it lacks is index 0) soundly: `Skip` only if every entry is false,
+    /// `Full` only if every entry is true.
+    pub fn classify_at(&self, t: (i64, i64), s: (i64, i64), batch: &[(i64, i64)]) -> Tile {
+        if t.0 >= t.1 || s.0 >= s.1 || batch.iter().any(|b| b.0 >= b.1) {
             return Tile::Skip;
         }
         let q = (t.0 as i128, t.1 as i128 - 1);
         let k = (s.0 as i128, s.1 as i128 - 1);
-        match self.range(q, k) {
+        let b: Vec<(i128, i128)> = batch
+            .iter()
+            .map(|b| (b.0 as i128, b.1 as i128 - 1))
+            .collect();
+        match self.range(q, k, &b) {
             Range::B(Some(true)) => Tile::Full,
             Range::B(Some(false)) => Tile::Skip,
             _ => Tile::Mixed,
@@ -234,7 +280,7 @@ impl Mask {
 
     /// Interval evaluation: integer bounds (inclusive) or a known truth value; `None` when
     /// unknown.
-    fn range(&self, t: (i128, i128), s: (i128, i128)) -> Range {
+    fn range(&self, t: (i128, i128), s: (i128, i128), batch: &[(i128, i128)]) -> Range {
         let fit = |lo: i128, hi: i128| -> Range {
             let ok = lo >= i32::MIN as i128 && hi <= i32::MAX as i128;
             Range::I(ok.then_some((lo, hi)))
@@ -242,14 +288,18 @@ impl Mask {
         match self {
             Mask::Q => fit(t.0, t.1),
             Mask::K => fit(s.0, s.1),
+            Mask::Batch(j) => {
+                let (lo, hi) = batch.get(*j).copied().unwrap_or((0, 0));
+                fit(lo, hi)
+            }
             Mask::Int(c) => fit(*c as i128, *c as i128),
             Mask::Bool(b) => Range::B(Some(*b)),
-            Mask::Not(x) => match x.range(t, s) {
+            Mask::Not(x) => match x.range(t, s, batch) {
                 Range::B(b) => Range::B(b.map(|b| !b)),
                 Range::I(_) => Range::B(None),
             },
             Mask::Bin(op, a, b) => {
-                let (ra, rb) = (a.range(t, s), b.range(t, s));
+                let (ra, rb) = (a.range(t, s, batch), b.range(t, s, batch));
                 match (ra, rb) {
                     (Range::I(x), Range::I(y)) => {
                         let (Some((a0, a1)), Some((b0, b1))) = (x, y) else {
@@ -362,13 +412,14 @@ fn cmp(yes: bool, no: bool) -> Range {
     })
 }
 
-/// Prefix form: `t`, `s`, integers, `true`, `false`, `not(x)`, `OP(a, b)` with the IR's
+/// Prefix form: `t`, `s`, `b0`, `b1`, …, integers, `true`, `false`, `not(x)`, `OP(a, b)` with the IR's
 /// binary operator names.
 impl fmt::Display for Mask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Mask::Q => f.write_str("t"),
             Mask::K => f.write_str("s"),
+            Mask::Batch(j) => write!(f, "b{j}"),
             Mask::Int(c) => write!(f, "{c}"),
             Mask::Bool(b) => write!(f, "{b}"),
             Mask::Not(x) => write!(f, "not({x})"),
@@ -460,8 +511,23 @@ impl TextParser<'_> {
             "s" => return Ok(Mask::K),
             "true" => return Ok(Mask::Bool(true)),
             "false" => return Ok(Mask::Bool(false)),
+            w if w.len() > 1
+                && w.starts_with('b')
+                && w[1..].bytes().all(|c| c.is_ascii_digit())
+                && (w.len() == 2 || !w[1..].starts_with('0')) =>
+            {
+                return w[1..]
+                    .parse::<u8>()
+                    .map(|j| Mask::Batch(j.into()))
+                    .map_err(|_| {
+                        self.pos = start;
+                        self.error("a batch axis `b0` … `b255`")
+                    });
+            }
             "" => {
-                return Err(self.error("`t`, `s`, an integer, `true`, `false` or an operator"));
+                return Err(
+                    self.error("`t`, `s`, `b0`, …, an integer, `true`, `false` or an operator")
+                );
             }
             _ => {}
         }
@@ -472,7 +538,9 @@ impl TextParser<'_> {
                 Some(op) if op != BinaryOp::Pow => Some(op),
                 _ => {
                     self.pos = start;
-                    return Err(self.error("`t`, `s`, an integer, `true`, `false` or an operator"));
+                    return Err(
+                        self.error("`t`, `s`, `b0`, …, an integer, `true`, `false` or an operator")
+                    );
                 }
             }
         };

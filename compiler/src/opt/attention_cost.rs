@@ -7,7 +7,8 @@
 //! max, exponential, running sum and rescaling. Bytes: q read and the result written once,
 //! and per computed tile its `tile_k` keys and values (a backend streams K and V once per
 //! query tile). Grids of more than 2^20 tiles are classified at coarser tiles (a multiple of
-//! the given ones), which can only over-count.
+//! the given ones), which can only over-count. A mask that reads batch axes (e.g. a pattern
+//! per head) is classified for every combination of their indices, up to 64 of them.
 
 use super::cost::dim_value;
 use crate::ir::mask::{Mask, Tile};
@@ -16,14 +17,46 @@ use crate::ir::{DimBindings, TensorType};
 /// Most tiles classified exactly; larger grids are coarsened.
 const MAX_TILES: f64 = (1u64 << 20) as f64;
 
+/// Most combinations of batch indices a mask's tile grid is classified for.
+const MAX_COMBOS: i64 = 64;
+
+/// Tile counts of one grid.
+#[derive(Clone, Copy, Debug, Default)]
+struct Grid {
+    pairs: f64,
+    key_reads: f64,
+    tiles: f64,
+    grid: f64,
+}
+
+/// Counts the tiles of a `lens.0` × `lens.1` grid, in tiles of `tiles`, that `mask` does not
+/// rule out over the batch indices `batch`.
+fn grid_count(mask: &Mask, lens: (i64, i64), tiles: (i64, i64), batch: &[(i64, i64)]) -> Grid {
+    let mut g = Grid::default();
+    let all = *mask == Mask::all();
+    for t0 in (0..lens.0).step_by(tiles.0 as usize) {
+        let t1 = (t0 + tiles.0).min(lens.0);
+        for s0 in (0..lens.1).step_by(tiles.1 as usize) {
+            let s1 = (s0 + tiles.1).min(lens.1);
+            g.grid += 1.0;
+            if all || mask.classify_at((t0, t1), (s0, s1), batch) != Tile::Skip {
+                g.tiles += 1.0;
+                g.pairs += ((t1 - t0) * (s1 - s0)) as f64;
+                g.key_reads += (s1 - s0) as f64;
+            }
+        }
+    }
+    g
+}
+
 /// FLOPs and bytes of one `attention` node.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct AttentionCost {
     pub flops: f64,
     pub bytes: f64,
-    /// (t, s) pairs computed per batch index.
+    /// (t, s) pairs computed per batch index (averaged over the batch when the mask reads it).
     pub pairs: f64,
-    /// Tiles computed and tiles in all (after any coarsening).
+    /// Tiles computed (per batch index, likewise) and tiles in all (after any coarsening).
     pub tiles: f64,
     pub grid: f64,
 }
@@ -68,22 +101,46 @@ pub fn attention_cost(
         tq *= 2.0;
         tk *= 2.0;
     }
-    let (tq, tk) = (tq as i64, tk as i64);
-    let (ti, si) = (t_len as i64, s_len as i64);
-    let (mut pairs, mut key_reads, mut tiles, mut grid) = (0.0, 0.0, 0.0, 0.0);
-    let all = *mask == Mask::all();
-    for t0 in (0..ti).step_by(tq as usize) {
-        let t1 = (t0 + tq).min(ti);
-        for s0 in (0..si).step_by(tk as usize) {
-            let s1 = (s0 + tk).min(si);
-            grid += 1.0;
-            if all || mask.classify((t0, t1), (s0, s1)) != Tile::Skip {
-                tiles += 1.0;
-                pairs += ((t1 - t0) * (s1 - s0)) as f64;
-                key_reads += (s1 - s0) as f64;
+    let tiles_of = (tq as i64, tk as i64);
+    let lens = (t_len as i64, s_len as i64);
+    // Masks that read batch axes: every combination of their indices, averaged, when there
+    // are at most MAX_COMBOS of them; else the whole range at once (which over-counts).
+    let sizes: Vec<i64> = (0..n)
+        .map(|i| at(&bq, i).max(at(&bk, i)).max(at(&bv, i)) as i64)
+        .collect();
+    let axes = mask.batch_axes();
+    let combos: i64 = axes
+        .iter()
+        .map(|&j| sizes.get(j).copied().unwrap_or(1).max(1))
+        .product();
+    let mut ranges: Vec<(i64, i64)> = sizes.iter().map(|&n| (0, n.max(1))).collect();
+    let g = if axes.is_empty() || combos > MAX_COMBOS {
+        grid_count(mask, lens, tiles_of, &ranges)
+    } else {
+        let mut sum = Grid::default();
+        for c in 0..combos {
+            let mut rest = c;
+            for &j in axes.iter().rev() {
+                let n = sizes.get(j).copied().unwrap_or(1).max(1);
+                if let Some(r) = ranges.get_mut(j) {
+                    *r = (rest % n, rest % n + 1);
+                }
+                rest /= n;
             }
+            let one = grid_count(mask, lens, tiles_of, &ranges);
+            sum.pairs += one.pairs / combos as f64;
+            sum.key_reads += one.key_reads / combos as f64;
+            sum.tiles += one.tiles / combos as f64;
+            sum.grid = one.grid;
         }
-    }
+        sum
+    };
+    let Grid {
+        pairs,
+        key_reads,
+        tiles,
+        grid,
+    } = g;
     let size = q.dtype.size_bytes() as f64;
     AttentionCost {
         flops: batch * pairs * (2.0 * d + 2.0 * e + 5.0),

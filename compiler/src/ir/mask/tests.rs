@@ -18,6 +18,7 @@ fn text_round_trips() {
         "or(lt(s, 2), not(ge(sub(t, s), -3)))",
         "eq(rem(div(mul(t, 3), 7), 5), maximum(minimum(s, 2), -2147483648))",
         "ne(lt(s, t), eq(t, 0))",
+        "eq(rem(b1, 2), sub(3, div(rem(s, 8), 2)))",
     ] {
         let m = p(text);
         assert_eq!(m.to_string(), text);
@@ -34,11 +35,11 @@ fn bad_text_is_an_error_naming_what_was_expected() {
     let cases = [
         (
             "",
-            "expected `t`, `s`, an integer, `true`, `false` or an operator, found the end",
+            "expected `t`, `s`, `b0`, …, an integer, `true`, `false` or an operator, found the end",
         ),
         ("le(s, t", "expected `)`, found the end of the text"),
         ("le(s t)", "at character 6: expected `,`, found `t)`"),
-        ("pow(t, 2)", "expected `t`, `s`, an integer"),
+        ("pow(t, 2)", "expected `t`, `s`, `b0`, …, an integer"),
         ("foo(t)", "found `foo(t)`"),
         ("le(s, t) x", "expected the end of the mask, found `x`"),
         (
@@ -63,6 +64,11 @@ fn bad_text_is_an_error_naming_what_was_expected() {
             "non-zero integer constant divisor, found `0`",
         ),
         ("not(t)", "`not` expects a bool, found the integer `t`"),
+        ("lt(b01, t)", "found `b01, t)`"),
+        (
+            "lt(b256, t)",
+            "expected a batch axis `b0` … `b255`, found `b256, t)`",
+        ),
     ];
     for (text, want) in cases {
         let e = Mask::parse(text).expect_err(text);
@@ -114,6 +120,22 @@ fn classifies_causal_and_window_tiles_exactly() {
         })
         .count() as i64;
     assert_eq!(computed, 2 * n - 1);
+    // A pattern per head: head 0 sees everything, the others are causal.
+    let per_head = p("or(eq(b1, 0), le(s, t))");
+    assert_eq!(per_head.batch_axes(), vec![1]);
+    assert_eq!(
+        per_head.classify_at((0, 4), (4, 8), &[(0, 1), (0, 1)]),
+        Tile::Full
+    );
+    assert_eq!(
+        per_head.classify_at((0, 4), (4, 8), &[(0, 1), (1, 2)]),
+        Tile::Skip
+    );
+    assert_eq!(
+        per_head.classify_at((0, 4), (4, 8), &[(0, 1), (0, 2)]),
+        Tile::Mixed
+    );
+    assert!(per_head.holds_at(0, 5, &[3, 0]) && !per_head.holds_at(0, 5, &[0, 1]));
 }
 
 /// Random integer expressions over t and s (depth-limited).
@@ -121,6 +143,8 @@ fn int_expr() -> impl Strategy<Value = Mask> {
     let leaf = prop_oneof![
         Just(Mask::Q),
         Just(Mask::K),
+        Just(Mask::Batch(0)),
+        Just(Mask::Batch(2)),
         (-20i64..20).prop_map(Mask::Int),
     ];
     leaf.prop_recursive(3, 12, 2, |inner| {
@@ -170,13 +194,20 @@ proptest! {
         m in predicate(),
         t0 in 0i64..40, tn in 1i64..12,
         s0 in 0i64..40, sn in 1i64..12,
+        b0 in 0i64..6, bn in 1i64..4, b2 in 0i64..6,
     ) {
         prop_assert!(m.check().is_ok(), "{m}");
-        let tile = m.classify((t0, t0 + tn), (s0, s0 + sn));
-        let vals: Vec<bool> = (t0..t0 + tn)
-            .flat_map(|t| (s0..s0 + sn).map(move |s| (t, s)))
-            .map(|(t, s)| m.holds(t, s))
-            .collect();
+        // Batch axis 0 over a range, axis 1 unread, axis 2 at one index.
+        let batch = [(b0, b0 + bn), (0, 3), (b2, b2 + 1)];
+        let tile = m.classify_at((t0, t0 + tn), (s0, s0 + sn), &batch);
+        let mut vals = Vec::new();
+        for t in t0..t0 + tn {
+            for s in s0..s0 + sn {
+                for b in b0..b0 + bn {
+                    vals.push(m.holds_at(t, s, &[b, 0, b2]));
+                }
+            }
+        }
         match tile {
             Tile::Skip => prop_assert!(vals.iter().all(|v| !v), "{m}: skipped a true entry"),
             Tile::Full => prop_assert!(vals.iter().all(|v| *v), "{m}: full with a false entry"),

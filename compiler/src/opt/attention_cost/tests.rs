@@ -25,7 +25,10 @@ fn counts_the_computed_tiles_exactly() {
     // Batch 2 (q's heads broadcast with v's 1), D = 8, E = 4: 2·8 + 2·4 + 5 = 29 per pair.
     assert_eq!(c.flops, 2.0 * 40960.0 * 29.0);
     // q and the result once, and 64 keys and values per computed tile.
-    assert_eq!(c.bytes, 4.0 * 2.0 * (256.0 * 8.0 + 256.0 * 4.0 + 640.0 * 12.0));
+    assert_eq!(
+        c.bytes,
+        4.0 * 2.0 * (256.0 * 8.0 + 256.0 * 4.0 + 640.0 * 12.0)
+    );
     // T = 100: the tiles at the edge are partial: 64·64 + 36·64 + 36·36 pairs.
     let c = cost("le(s, t)", 100, (64, 64));
     assert_eq!((c.grid, c.tiles, c.pairs), (4.0, 3.0, 7696.0));
@@ -48,4 +51,12 @@ fn huge_grids_are_coarsened_and_over_counted() {
     assert_eq!(c.grid, (1u64 << 20) as f64);
     let exact = (t * (t + 1) / 2) as f64;
     assert!(c.pairs >= exact && c.pairs <= exact * 1.01, "{c:?}");
+}
+
+#[test]
+fn masks_per_head_are_counted_per_head() {
+    // q: [2, T, 8]: head 0 sees every key (16 tiles at T = 256), head 1 is causal (10).
+    let c = cost("or(eq(b0, 0), le(s, t))", 256, (64, 64));
+    assert_eq!((c.grid, c.tiles), (16.0, 13.0));
+    assert_eq!(c.pairs, 13.0 * 4096.0);
 }

@@ -136,7 +136,8 @@ fn masked(eg: &EG, x: Id) -> Vec<(Id, Mask)> {
         if float_const(eg, fill) != Some(f64::NEG_INFINITY) || eg[sc].data != eg[x].data {
             continue;
         }
-        if let Some(m) = recognise(eg, c) {
+        let rank = shape(eg, x).map_or(0, <[DimExpr]>::len);
+        if let Some(m) = recognise(eg, c, rank) {
             out.push((eg.find(sc), m));
         }
     }

@@ -1,9 +1,10 @@
-//! Mask recognition: the predicate over (query t, key s) that a bool e-class of shape
-//! [1, …, 1, T, S] computes, built from `iota`, i32 and bool constants, integer arithmetic
-//! (add, sub, mul, div and rem by constants, minimum, maximum, neg), comparisons, and/or/not,
-//! broadcasts and reshapes that only add or drop leading 1s. Axes are right-aligned as in
-//! broadcasting: the last axis is s, the one before it t; an axis of size 1 contributes
-//! index 0. Anything else (a data-dependent mask, a mask that differs per head) is not
+//! Mask recognition: the predicate over (query t, key s, batch indices b0, b1, …) that a bool
+//! e-class broadcasting to the scores [batch…, T, S] computes, built from `iota`, i32 and bool
+//! constants, integer arithmetic (add, sub, mul, div and rem by constants, minimum, maximum,
+//! neg), comparisons, and/or/not, broadcasts and reshapes that only add or drop leading 1s.
+//! Axes are right-aligned as in broadcasting: the last axis is s, the one before it t, the
+//! others the scores' batch axes (a pattern per head reads the head axis); an axis of size 1
+//! contributes index 0. Anything else (a data-dependent mask, a per-head table) is not
 //! recognised, and the attention rule leaves the graph alone.
 
 use crate::ir::mask::{MAX_DEPTH, Mask};
@@ -13,18 +14,12 @@ use crate::opt::lang::TNode;
 use egg::Id;
 use seqc_runtime::DType;
 
-/// The predicate of a bool e-class, if it is a structured mask.
-pub fn recognise(eg: &EG, class: Id) -> Option<Mask> {
-    let m = rec(eg, eg.find(class), &mut Vec::new())?;
+/// The predicate of a bool e-class that broadcasts to scores of rank `rank`, if it is a
+/// structured mask.
+pub fn recognise(eg: &EG, class: Id, rank: usize) -> Option<Mask> {
+    let m = rec(eg, eg.find(class), rank, &mut Vec::new())?;
     m.check().ok()?;
     Some(m)
-}
-
-fn leading_ones(shape: &[DimExpr]) -> bool {
-    let one = DimExpr::constant(1);
-    shape[..shape.len().saturating_sub(2)]
-        .iter()
-        .all(|d| *d == one)
 }
 
 fn strip_leading_ones(shape: &[DimExpr]) -> &[DimExpr] {
@@ -35,26 +30,26 @@ fn strip_leading_ones(shape: &[DimExpr]) -> &[DimExpr] {
 
 /// The predicate of `class`; `path` holds the e-classes being recognised (the e-graph may
 /// have cycles).
-fn rec(eg: &EG, class: Id, path: &mut Vec<Id>) -> Option<Mask> {
+fn rec(eg: &EG, class: Id, rank: usize, path: &mut Vec<Id>) -> Option<Mask> {
     let class = eg.find(class);
     if path.len() > MAX_DEPTH || path.contains(&class) {
         return None;
     }
     let ty = eg[class].data.tensor()?;
-    if !matches!(ty.dtype, DType::I32 | DType::Bool) || !leading_ones(&ty.shape) {
+    if !matches!(ty.dtype, DType::I32 | DType::Bool) || ty.rank() > rank {
         return None;
     }
     path.push(class);
     let found = eg[class]
         .nodes
         .iter()
-        .find_map(|n| node_pred(eg, n, path).filter(|m| m.kind().is_ok()));
+        .find_map(|n| node_pred(eg, n, rank, path).filter(|m| m.kind().is_ok()));
     path.pop();
     found
 }
 
 /// The predicate of one e-node of a recognisable class.
-fn node_pred(eg: &EG, n: &TNode, path: &mut Vec<Id>) -> Option<Mask> {
+fn node_pred(eg: &EG, n: &TNode, rank: usize, path: &mut Vec<Id>) -> Option<Mask> {
     let kids = &n.children;
     match n.op.op() {
         Op::Iota { shape, axis } => {
@@ -64,7 +59,7 @@ fn node_pred(eg: &EG, n: &TNode, path: &mut Vec<Id>) -> Option<Mask> {
             match shape.len().checked_sub(axis + 1)? {
                 0 => Some(Mask::K),
                 1 => Some(Mask::Q),
-                _ => None,
+                j => Some(Mask::Batch(rank.checked_sub(j + 1)?)),
             }
         }
         Op::Const {
@@ -75,20 +70,20 @@ fn node_pred(eg: &EG, n: &TNode, path: &mut Vec<Id>) -> Option<Mask> {
             value: Literal::Bool(b),
             dtype: DType::Bool,
         } => Some(Mask::Bool(*b)),
-        Op::Unary(UnaryOp::Not) => rec(eg, kids[0], path).map(|x| Mask::Not(Box::new(x))),
+        Op::Unary(UnaryOp::Not) => rec(eg, kids[0], rank, path).map(|x| Mask::Not(Box::new(x))),
         Op::Unary(UnaryOp::Neg) => {
-            rec(eg, kids[0], path).map(|x| Mask::bin(BinaryOp::Sub, Mask::Int(0), x))
+            rec(eg, kids[0], rank, path).map(|x| Mask::bin(BinaryOp::Sub, Mask::Int(0), x))
         }
         Op::Binary(op) if *op != BinaryOp::Pow => {
-            let a = rec(eg, kids[0], path)?;
-            let b = rec(eg, kids[1], path)?;
+            let a = rec(eg, kids[0], rank, path)?;
+            let b = rec(eg, kids[1], rank, path)?;
             Some(Mask::bin(*op, a, b))
         }
-        Op::Broadcast { .. } => rec(eg, kids[0], path),
+        Op::Broadcast { .. } => rec(eg, kids[0], rank, path),
         Op::Reshape { shape } => {
             let from = eg[eg.find(kids[0])].data.tensor()?;
             if strip_leading_ones(&from.shape) == strip_leading_ones(shape) {
-                rec(eg, kids[0], path)
+                rec(eg, kids[0], rank, path)
             } else {
                 None
             }
