@@ -502,6 +502,11 @@ fn softmax_attention_is_fused_with_its_mask() {
             "masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), iota([2, T, T], 2) <= iota([2, T, T], 1) + iota([2, T, T], 0)) @ v",
             "le(s, add(t, b1))",
         ),
+        // A dilated two-sided window, its dilation a constant table per head (Longformer).
+        (
+            "masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), ((iota([2, T, T], 1) - iota([2, T, T], 2)) % reshape(concat([full([1], 1, dtype = i32), full([1], 2, dtype = i32)], 0), [2, 1, 1]) == 0) && (abs(iota([2, T, T], 1) - iota([2, T, T], 2)) <= 2)) @ v",
+            "and(eq(rem(sub(t, s), table(b1, [1, 2])), 0), le(maximum(sub(t, s), sub(0, sub(t, s))), 2))",
+        ),
         // Strictly causal: row 0 sees no key and is NaN, fused or not.
         (
             "masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), iota([T, T], 1) < iota([T, T], 0)) @ v",
@@ -537,9 +542,9 @@ fn unstructured_masks_are_not_fused() {
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          input m: bool[T, T];
          output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), m) @ v;",
-        // A table per head (Longformer's dilations): not a structured mask.
+        // A table per head given as an input.
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
-         let dil = reshape(concat([full([1], 1, dtype = i32), full([1], 2, dtype = i32)], 0), [2, 1, 1]);
+         input dil: i32[2, 1, 1];
          output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), (iota([2, T, T], 1) - iota([2, T, T], 2)) % dil == 0) @ v;",
         // Softmax over the query axis.
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];

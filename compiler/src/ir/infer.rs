@@ -577,6 +577,14 @@ fn infer_attention(
             batch.len()
         ));
     }
+    for (j, n) in mask.tables() {
+        if batch[j] != DimExpr::constant(n as i64) {
+            return Err(format!(
+                "`attention` mask's table over b{j} has {n} values, but batch axis {j} is {}",
+                batch[j]
+            ));
+        }
+    }
     let mut shape = batch;
     shape.push(q.shape[rq - 2].clone());
     shape.push(v.shape[rv - 1].clone());

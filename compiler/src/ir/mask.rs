@@ -22,6 +22,9 @@ pub enum Mask {
     /// The index along batch axis `j` of the attention's result (0 = its first axis); e.g.
     /// the head in [B, H, T, E] is `b1`.
     Batch(usize),
+    /// `values[bJ]`: a constant i32 per index of batch axis J (e.g. a dilation per head);
+    /// written `table(bJ, [v₀, v₁, …])`. An index past the end reads 0.
+    Table(usize, Vec<i64>),
     /// An i32 constant.
     Int(i64),
     Bool(bool),
@@ -111,6 +114,15 @@ impl Mask {
         }
         match self {
             Mask::Q | Mask::K | Mask::Batch(_) => Ok(Kind::Int),
+            Mask::Table(_, vs) => {
+                if vs.is_empty() {
+                    return Err("a `table` needs at least one value".into());
+                }
+                if let Some(v) = vs.iter().find(|v| i32::try_from(**v).is_err()) {
+                    return Err(format!("table value {v} is outside the i32 range"));
+                }
+                Ok(Kind::Int)
+            }
             Mask::Int(c) => {
                 if i32::try_from(*c).is_err() {
                     return Err(format!("constant {c} is outside the i32 range"));
@@ -136,9 +148,12 @@ impl Mask {
                         Err(format!("`{name}` expects {kw} operand, found `{x}`"))
                     }
                 };
-                if matches!(op, BinaryOp::Div | BinaryOp::Rem)
-                    && !matches!(**b, Mask::Int(c) if c != 0)
-                {
+                let nonzero_const = match &**b {
+                    Mask::Int(c) => *c != 0,
+                    Mask::Table(_, vs) => !vs.contains(&0),
+                    _ => false,
+                };
+                if matches!(op, BinaryOp::Div | BinaryOp::Rem) && !nonzero_const {
                     return Err(format!(
                         "`{name}` expects a non-zero integer constant divisor, found `{b}`"
                     ));
@@ -182,9 +197,23 @@ impl Mask {
         out
     }
 
+    /// The (batch axis, length) of every table the mask reads.
+    pub fn tables(&self) -> Vec<(usize, usize)> {
+        match self {
+            Mask::Table(j, vs) => vec![(*j, vs.len())],
+            Mask::Not(x) => x.tables(),
+            Mask::Bin(_, a, b) => {
+                let mut v = a.tables();
+                v.extend(b.tables());
+                v
+            }
+            Mask::Q | Mask::K | Mask::Batch(_) | Mask::Int(_) | Mask::Bool(_) => vec![],
+        }
+    }
+
     fn collect_axes(&self, out: &mut Vec<usize>) {
         match self {
-            Mask::Batch(j) => out.push(*j),
+            Mask::Batch(j) | Mask::Table(j, _) => out.push(*j),
             Mask::Not(x) => x.collect_axes(out),
             Mask::Bin(_, a, b) => {
                 a.collect_axes(out);
@@ -208,6 +237,16 @@ impl Mask {
             Mask::Q => I(wrap(t)),
             Mask::K => I(wrap(s)),
             Mask::Batch(j) => I(wrap(batch.get(*j).copied().unwrap_or(0))),
+            Mask::Table(j, vs) => {
+                let i = batch.get(*j).copied().unwrap_or(0);
+                I(wrap(
+                    usize::try_from(i)
+                        .ok()
+                        .and_then(|i| vs.get(i))
+                        .copied()
+                        .unwrap_or(0),
+                ))
+            }
             Mask::Int(c) => I(wrap(*c)),
             Mask::Bool(b) => B(*b),
             Mask::Not(x) => match x.eval_at(t, s, batch) {
@@ -291,6 +330,21 @@ impl Mask {
             Mask::Batch(j) => {
                 let (lo, hi) = batch.get(*j).copied().unwrap_or((0, 0));
                 fit(lo, hi)
+            }
+            Mask::Table(j, vs) => {
+                let (lo, hi) = batch.get(*j).copied().unwrap_or((0, 0));
+                // Indices past the end read 0.
+                let mut vals: Vec<i128> = (lo.max(0)..=hi)
+                    .take_while(|&i| (i as usize) < vs.len())
+                    .map(|i| vs[i as usize] as i128)
+                    .collect();
+                if hi >= vs.len() as i128 || lo < 0 {
+                    vals.push(0);
+                }
+                match (vals.iter().min(), vals.iter().max()) {
+                    (Some(a), Some(b)) => fit(*a, *b),
+                    _ => Range::I(None),
+                }
             }
             Mask::Int(c) => fit(*c as i128, *c as i128),
             Mask::Bool(b) => Range::B(Some(*b)),
@@ -420,6 +474,10 @@ impl fmt::Display for Mask {
             Mask::Q => f.write_str("t"),
             Mask::K => f.write_str("s"),
             Mask::Batch(j) => write!(f, "b{j}"),
+            Mask::Table(j, vs) => {
+                let vs: Vec<String> = vs.iter().map(|v| v.to_string()).collect();
+                write!(f, "table(b{j}, [{}])", vs.join(", "))
+            }
             Mask::Int(c) => write!(f, "{c}"),
             Mask::Bool(b) => write!(f, "{b}"),
             Mask::Not(x) => write!(f, "not({x})"),
@@ -530,6 +588,32 @@ impl TextParser<'_> {
                 );
             }
             _ => {}
+        }
+        if word == "table" {
+            self.expect(b'(')?;
+            let axis = self.expr(depth + 1)?;
+            let Mask::Batch(j) = axis else {
+                return Err(format!(
+                    "mask: a `table` is indexed by a batch axis `bJ`, found `{axis}`"
+                ));
+            };
+            self.expect(b',')?;
+            self.expect(b'[')?;
+            let mut vs = Vec::new();
+            loop {
+                match self.expr(depth + 1)? {
+                    Mask::Int(v) => vs.push(v),
+                    other => {
+                        return Err(format!("mask: a `table` holds integers, found `{other}`"));
+                    }
+                }
+                if self.eat(b']') {
+                    break;
+                }
+                self.expect(b',')?;
+            }
+            self.expect(b')')?;
+            return Ok(Mask::Table(j, vs));
         }
         let op = if word == "not" {
             None

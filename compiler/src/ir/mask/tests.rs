@@ -19,6 +19,8 @@ fn text_round_trips() {
         "eq(rem(div(mul(t, 3), 7), 5), maximum(minimum(s, 2), -2147483648))",
         "ne(lt(s, t), eq(t, 0))",
         "eq(rem(b1, 2), sub(3, div(rem(s, 8), 2)))",
+        "le(sub(t, s), mul(2, table(b1, [1, 1, 2, -3])))",
+        "eq(rem(t, table(b0, [4])), 0)",
     ] {
         let m = p(text);
         assert_eq!(m.to_string(), text);
@@ -65,6 +67,19 @@ fn bad_text_is_an_error_naming_what_was_expected() {
         ),
         ("not(t)", "`not` expects a bool, found the integer `t`"),
         ("lt(b01, t)", "found `b01, t)`"),
+        (
+            "lt(table(t, [1]), t)",
+            "a `table` is indexed by a batch axis `bJ`, found `t`",
+        ),
+        (
+            "lt(table(b0, [1, s]), t)",
+            "a `table` holds integers, found `s`",
+        ),
+        ("lt(table(b0, 1), t)", "expected `[`, found `1), t)`"),
+        (
+            "eq(rem(t, table(b0, [1, 0])), 0)",
+            "non-zero integer constant divisor, found `table(b0, [1, 0])`",
+        ),
         (
             "lt(b256, t)",
             "expected a batch axis `b0` … `b255`, found `b256, t)`",
@@ -146,9 +161,14 @@ fn int_expr() -> impl Strategy<Value = Mask> {
         Just(Mask::Batch(0)),
         Just(Mask::Batch(2)),
         (-20i64..20).prop_map(Mask::Int),
+        proptest::collection::vec(-9i64..9, 1..5).prop_map(|vs| Mask::Table(0, vs)),
     ];
     leaf.prop_recursive(3, 12, 2, |inner| {
-        let divisor = prop_oneof![(1i64..9), (-9i64..-1)].prop_map(Mask::Int);
+        let divisor = prop_oneof![
+            prop_oneof![(1i64..9), (-9i64..-1)].prop_map(Mask::Int),
+            proptest::collection::vec(prop_oneof![(1i64..9), (-9i64..-1)], 1..5)
+                .prop_map(|vs| Mask::Table(0, vs)),
+        ];
         prop_oneof![
             (inner.clone(), inner.clone()).prop_map(|(a, b)| Mask::bin(BinaryOp::Add, a, b)),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| Mask::bin(BinaryOp::Sub, a, b)),

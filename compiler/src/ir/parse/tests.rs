@@ -372,6 +372,20 @@ fn rejects_bad_attention_naming_what_is_wrong() {
         "{e}"
     );
     let e = error(&format!(
+        "{head2}  %4 = attention(%1, %1, %1) mask=\"lt(s, table(b0, [1, 2]))\" scale=1.0 tile_q=1 tile_k=1 : f32[3, 5, 4]\n}}"
+    ));
+    assert!(
+        e.contains("`attention` mask's table over b0 has 2 values, but batch axis 0 is 3"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{head2}  %4 = attention(%1, %1, %1) mask=\"lt(s, b1)\" scale=1.0 tile_q=1 tile_k=1 : f32[3, 5, 4]\n}}"
+    ));
+    assert!(
+        e.contains("`attention` mask reads batch axis b1, but the result has 1 batch axes"),
+        "{e}"
+    );
+    let e = error(&format!(
         "{head2}  %4 = attention(%3, %3, %3) {good} : f32[4]\n}}"
     ));
     assert!(

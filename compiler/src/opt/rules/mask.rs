@@ -39,6 +39,9 @@ fn rec(eg: &EG, class: Id, rank: usize, path: &mut Vec<Id>) -> Option<Mask> {
     if !matches!(ty.dtype, DType::I32 | DType::Bool) || ty.rank() > rank {
         return None;
     }
+    if let Some(t) = table(eg, class, ty, rank) {
+        return Some(t);
+    }
     path.push(class);
     let found = eg[class]
         .nodes
@@ -71,6 +74,12 @@ fn node_pred(eg: &EG, n: &TNode, rank: usize, path: &mut Vec<Id>) -> Option<Mask
             dtype: DType::Bool,
         } => Some(Mask::Bool(*b)),
         Op::Unary(UnaryOp::Not) => rec(eg, kids[0], rank, path).map(|x| Mask::Not(Box::new(x))),
+        Op::Unary(UnaryOp::Abs) => {
+            // |x| = max(x, 0 − x), also for i32::MIN (both wrap to itself).
+            let x = rec(eg, kids[0], rank, path)?;
+            let neg = Mask::bin(BinaryOp::Sub, Mask::Int(0), x.clone());
+            Some(Mask::bin(BinaryOp::Max, x, neg))
+        }
         Op::Unary(UnaryOp::Neg) => {
             rec(eg, kids[0], rank, path).map(|x| Mask::bin(BinaryOp::Sub, Mask::Int(0), x))
         }
@@ -90,4 +99,81 @@ fn node_pred(eg: &EG, n: &TNode, rank: usize, path: &mut Vec<Id>) -> Option<Mask
         }
         _ => None,
     }
+}
+
+/// Most values of a recognised table.
+const MAX_TABLE: usize = 4096;
+
+/// A constant i32 e-class that varies along one batch axis only (size > 1, every other axis
+/// 1), as `table(bJ, [...])`.
+fn table(eg: &EG, class: Id, ty: &crate::ir::TensorType, rank: usize) -> Option<Mask> {
+    if ty.dtype != DType::I32 {
+        return None;
+    }
+    let one = DimExpr::constant(1);
+    let mut varying = ty.shape.iter().enumerate().filter(|(_, d)| **d != one);
+    let (axis, d) = varying.next()?;
+    if varying.next().is_some() {
+        return None;
+    }
+    let n = usize::try_from(d.as_const()?).ok()?;
+    let from_right = ty.rank() - 1 - axis;
+    if from_right < 2 || n > MAX_TABLE {
+        return None;
+    }
+    let vs = const_values(eg, class, 0)?;
+    if vs.len() != n {
+        return None;
+    }
+    Some(Mask::Table(rank.checked_sub(from_right + 1)?, vs))
+}
+
+/// The row-major values of a constant i32 e-class built from constants, broadcasts of a
+/// single value, concatenations and reshapes.
+fn const_values(eg: &EG, class: Id, depth: usize) -> Option<Vec<i64>> {
+    let class = eg.find(class);
+    let ty = eg[class].data.tensor()?;
+    if depth > MAX_DEPTH || ty.dtype != DType::I32 {
+        return None;
+    }
+    let n = ty
+        .shape
+        .iter()
+        .map(|d| d.as_const().and_then(|c| usize::try_from(c).ok()))
+        .product::<Option<usize>>()?;
+    if n > MAX_TABLE {
+        return None;
+    }
+    eg[class].nodes.iter().find_map(|node| {
+        let kids = &node.children;
+        let vs = match node.op.op() {
+            Op::Const {
+                value: Literal::Int(c),
+                ..
+            } => vec![*c],
+            Op::Broadcast { .. } => {
+                let v = const_values(eg, kids[0], depth + 1)?;
+                match v[..] {
+                    [x] => vec![x; n],
+                    _ => return None,
+                }
+            }
+            Op::Reshape { .. } => const_values(eg, kids[0], depth + 1)?,
+            Op::Concat { axis } => {
+                // Row-major concatenation is plain appending when the axes before `axis`
+                // are all 1.
+                let one = DimExpr::constant(1);
+                if ty.shape[..*axis].iter().any(|d| *d != one) {
+                    return None;
+                }
+                let mut all = Vec::new();
+                for k in kids {
+                    all.extend(const_values(eg, *k, depth + 1)?);
+                }
+                all
+            }
+            _ => return None,
+        };
+        (vs.len() == n).then_some(vs)
+    })
 }
