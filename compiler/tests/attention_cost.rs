@@ -1,6 +1,7 @@
 //! Complexity of fused softmax attention, seen through `seqc stats` (issue #4, point 5):
 //! after optimisation, attention with a sliding-window mask costs O(T·w) (each 4× in T
-//! (Griffin's causal window, Longformer's dilated window per head) multiplies the FLOPs by at
+//! (Griffin's causal window, Longformer's dilated window per head, LongNet's segments)
+//! multiplies the FLOPs by at
 //! most 4.5) while causal attention stays O(T²) (at least 12×),
 //! and neither materialises a T × T intermediate. Before optimisation both are quadratic.
 
@@ -61,6 +62,15 @@ fn window_attention_becomes_linear_and_causal_stays_quadratic() {
     let (opt, _) = growth(&dilated, "opt");
     for r in &opt {
         assert!(*r <= 4.5, "dilated window, after: {opt:?} (expected ~4)");
+    }
+    // LongNet: segments of 4, 8 and 12 keys (dilated per head), merged by log-sum-exp.
+    let longnet = spec("longnet.seq");
+    let (opt, largest) = growth(&longnet, "opt");
+    for r in &opt {
+        assert!(*r <= 4.5, "longnet, after: {opt:?} (expected ~4)");
+    }
+    for (l, t) in largest.iter().zip(TS) {
+        assert!(*l < (t * t * 4) as f64, "longnet: {largest:?}");
     }
     // Causal attention: about half the tiles of a T × T grid, still quadratic.
     let causal = spec("softmax_attention.seq");

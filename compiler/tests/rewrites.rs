@@ -112,7 +112,9 @@ fn at(dims: &[(&str, i64)]) -> DimBindings {
 fn retile(g: &Graph, tq: usize, tk: usize) -> Graph {
     let mut h = g.clone();
     for n in &mut h.nodes {
-        if let Op::Attention { tile_q, tile_k, .. } = &mut n.op {
+        if let Op::Attention { tile_q, tile_k, .. } | Op::AttentionLse { tile_q, tile_k, .. } =
+            &mut n.op
+        {
             (*tile_q, *tile_k) = (tq, tk);
         }
     }
@@ -532,6 +534,44 @@ fn fused_attention_handles_layouts_and_grouped_heads() {
          let s = einsum(\"bgjtd,bgsd->bgjts\", q, k) * 0.5;
          output y = einsum(\"bgjts,bgsd->bgjtd\", masked_softmax(s, window_mask(T, 4)), v);",
     );
+}
+
+/// Two causal segments (blocks of 4 keys; every other key of blocks of 6, so that some rows
+/// see no key) merged by log-sum-exp, as LongNet merges its dilated segments: each partial
+/// attention and its log-sum-exp become one fused node.
+#[test]
+fn partial_attentions_merged_by_lse_are_fused() {
+    let src = "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4];
+        input v: f32[B, 2, T, 3];
+        fn lse(x) { logsumexp(x, axis = -1, keepdim = true) }
+        fn part(x, v) { exp(x - where(lse(x) > -inf, lse(x), 0.0)) @ v }
+        let s = einsum(\"bhtd,bhsd->bhts\", q, k) * 0.5;
+        let i = iota([T, T], 0);
+        let j = iota([T, T], 1);
+        let xa = where((j <= i) && (i / 4 == j / 4), s, -inf);
+        let xb = where((j <= i) && (i / 6 == j / 6) && (j % 2 == 1), s, -inf);
+        let l = logsumexp(concat([lse(xa), lse(xb)], -1), axis = -1, keepdim = true);
+        output y = exp(lse(xa) - l) * part(xa, v) + exp(lse(xb) - l) * part(xb, v);";
+    let dims = at(&[("B", 2), ("T", 4096)]);
+    let g = load(src);
+    let (o, report) = optimize_at(&g, &dims);
+    assert!(fired(&report).contains_key("lse-attention"), "{o}");
+    assert_eq!(count_ops(&o, "attention_lse"), 2, "{o}");
+    assert_eq!(
+        count_ops(&o, "exp"),
+        2,
+        "only the merge's exps are left: {o}"
+    );
+    let (small, tiny) = (retile(&o, 4, 3), retile(&o, 1, 2));
+    for t in [1, 7, 13] {
+        let d = at(&[("B", 2), ("T", t)]);
+        let graphs = [
+            ("optimised", &o),
+            ("tiles 4 × 3", &small),
+            ("tiles 1 × 2", &tiny),
+        ];
+        assert!(same_outputs(&g, &graphs, &d).unwrap(), "T = {t}\n{o}");
+    }
 }
 
 #[test]

@@ -37,7 +37,8 @@ fn batch_offsets(out_batch: &[usize], batch: &[usize], st: &[usize]) -> Vec<usiz
     offs
 }
 
-/// Evaluates `attention(q, k, v)`; `out_shape` is the node's evaluated type.
+/// Evaluates `attention(q, k, v)`; `out_shape` is the result's evaluated shape. Returns the
+/// result and the rows' log-sum-exp ([..., T, 1], −∞ for a row with no visible key).
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -46,7 +47,7 @@ pub(crate) fn attention(
     scale: f64,
     (tile_q, tile_k): (usize, usize),
     out_shape: &[usize],
-) -> Result<Tensor, String> {
+) -> Result<(Tensor, Tensor), String> {
     let (qs, ks, vs) = (q.floats()?, k.floats()?, v.floats()?);
     let (rq, rk, rv) = (q.shape.len(), k.shape.len(), v.shape.len());
     if rq < 2 || rk < 2 || rv < 2 || out_shape.len() < 2 || tile_q == 0 || tile_k == 0 {
@@ -78,6 +79,7 @@ pub(crate) fn attention(
     let ko = batch_offsets(out_batch, &k.shape[..rk - 2], &sk);
     let vo = batch_offsets(out_batch, &v.shape[..rv - 2], &sv);
     let mut out = vec![0.0f64; n_batch * t_len * e];
+    let mut lse = vec![f64::NEG_INFINITY; n_batch * t_len];
     // Per row of a query tile: running max, running sum, accumulator.
     let mut m = vec![f64::NEG_INFINITY; tile_q];
     let mut l = vec![0.0f64; tile_q];
@@ -151,6 +153,9 @@ pub(crate) fn attention(
             }
             for t in t0..t1 {
                 let r = t - t0;
+                if l[r] > 0.0 {
+                    lse[b * t_len + t] = m[r] + l[r].ln();
+                }
                 let dst = &mut out[(b * t_len + t) * e..][..e];
                 for (j, z) in dst.iter_mut().enumerate() {
                     // No visible key: NaN, as the unfused −∞ − (−∞).
@@ -163,5 +168,10 @@ pub(crate) fn attention(
             }
         }
     }
-    Tensor::new(dt, out_shape.to_vec(), Data::F(out))
+    let mut lse_shape = out_shape.to_vec();
+    *lse_shape.last_mut().expect("rank ≥ 2") = 1;
+    Ok((
+        Tensor::new(dt, out_shape.to_vec(), Data::F(out))?,
+        Tensor::new(dt, lse_shape, Data::F(lse))?,
+    ))
 }

@@ -415,15 +415,30 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
             scale,
             tile_q,
             tile_k,
-        } => attention::attention(
-            a(0)?,
-            a(1)?,
-            a(2)?,
+        } => {
+            let tiles = (*tile_q, *tile_k);
+            let shape = expect.tensor()?.1;
+            attention::attention(a(0)?, a(1)?, a(2)?, mask, *scale, tiles, shape)?.0
+        }
+        Op::AttentionLse {
             mask,
-            *scale,
-            (*tile_q, *tile_k),
-            expect.tensor()?.1,
-        )?,
+            scale,
+            tile_q,
+            tile_k,
+        } => {
+            let shape = match expect {
+                Expect::Tuple(ts) if ts.len() == 2 => ts[0].1.clone(),
+                _ => {
+                    return Err("internal: `attention_lse` without a pair type"
+                        .to_string()
+                        .into());
+                }
+            };
+            let tiles = (*tile_q, *tile_k);
+            let (out, lse) =
+                attention::attention(a(0)?, a(1)?, a(2)?, mask, *scale, tiles, &shape)?;
+            return Ok(Val::Tuple(vec![out, lse]));
+        }
     };
     Ok(Val::T(t))
 }

@@ -524,6 +524,19 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
             arity(op, inputs, 3)?;
             infer_attention(mask, *scale, *tile_q, *tile_k, [t(0)?, t(1)?, t(2)?])?
         }
+        Op::AttentionLse {
+            mask,
+            scale,
+            tile_q,
+            tile_k,
+        } => {
+            arity(op, inputs, 3)?;
+            let out = infer_attention(mask, *scale, *tile_q, *tile_k, [t(0)?, t(1)?, t(2)?])?;
+            let mut lse = out.clone();
+            let r = lse.rank();
+            lse.shape[r - 1] = DimExpr::constant(1);
+            return Ok(Type::Tuple(vec![out, lse]));
+        }
     };
     Ok(Type::Tensor(out))
 }

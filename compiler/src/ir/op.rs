@@ -243,6 +243,16 @@ pub enum Op {
         tile_q: usize,
         tile_k: usize,
     },
+    /// inputs and attributes as `Attention`. A tuple (out, lse): `out` is `Attention`'s
+    /// result and lse[..., t, 0] = log Σ_s e^{x[t, s]} over the visible keys (−∞ when none),
+    /// what `logsumexp(select(mask, scores, −inf))` with `keepdim` gives: the partial results
+    /// that log-sum-exp merging combines (LongNet's segments).
+    AttentionLse {
+        mask: Mask,
+        scale: f64,
+        tile_q: usize,
+        tile_k: usize,
+    },
 }
 
 impl Op {
@@ -279,6 +289,7 @@ impl Op {
             Op::Extract { .. } => "extract",
             Op::Conv1dCausal => "conv1d_causal",
             Op::Attention { .. } => "attention",
+            Op::AttentionLse { .. } => "attention_lse",
         }
     }
 }

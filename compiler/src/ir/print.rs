@@ -192,6 +192,12 @@ fn attributes(op: &Op) -> (Option<String>, Vec<(&'static str, String)>) {
             scale,
             tile_q,
             tile_k,
+        }
+        | Op::AttentionLse {
+            mask,
+            scale,
+            tile_q,
+            tile_k,
         } => (
             None,
             vec![

@@ -180,10 +180,21 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
             tile_q,
             tile_k,
             ..
+        }
+        | Op::AttentionLse {
+            mask,
+            tile_q,
+            tile_k,
+            ..
         } => {
             contraction = true;
             let c = super::attention_cost::attention_cost(mask, (*tile_q, *tile_k), &ins, dims);
-            bytes = c.bytes;
+            // The log-sum-exp result (if any) is written too.
+            let lse = match out {
+                Type::Tuple(ts) => ts.get(1).map_or(0.0, |t| tensor_bytes(t, dims)),
+                Type::Tensor(_) => 0.0,
+            };
+            bytes = c.bytes + lse;
             c.flops
         }
         Op::ScanFn {

@@ -126,6 +126,48 @@ fn tiled_online_softmax_matches_the_direct_formula() {
 }
 
 #[test]
+fn attention_lse_gives_the_rows_log_sum_exp() {
+    let mut g = Graph::new(vec!["T".into()]);
+    let t = t_sym();
+    let q = leaf(&mut g, "q", DType::F32, vec![t.clone(), 2.into()]);
+    let k = leaf(&mut g, "k", DType::F32, vec![t.clone(), 2.into()]);
+    let v = leaf(&mut g, "v", DType::F32, vec![t, 1.into()]);
+    let mask = Mask::parse("lt(s, t)").unwrap();
+    let op = Op::AttentionLse {
+        mask: mask.clone(),
+        scale: 0.5,
+        tile_q: 2,
+        tile_k: 3,
+    };
+    let pair = g.add(op, vec![q, k, v]).unwrap();
+    let out = g.add(Op::Extract { index: 0 }, vec![pair]).unwrap();
+    let lse = g.add(Op::Extract { index: 1 }, vec![pair]).unwrap();
+    g.add_output("y", out);
+    g.add_output("lse", lse);
+    let (qv, kv, vv) = (randn(7, 14), randn(8, 14), randn(9, 7));
+    let tensors = ts(vec![
+        ("q", f32t(&[7, 2], &qv)),
+        ("k", f32t(&[7, 2], &kv)),
+        ("v", f32t(&[7, 1], &vv)),
+    ]);
+    let out = run(&g, &dims(&[("T", 7)]), &tensors).unwrap();
+    let got = out["lse"].to_f64_vec();
+    assert_eq!(out["lse"].shape, vec![7, 1]);
+    // Row 0 sees no key: −∞ (and its attention row is NaN).
+    assert_eq!(got[0], f64::NEG_INFINITY);
+    assert!(out["y"].to_f64_vec()[0].is_nan());
+    for t in 1..7 {
+        let want: f64 = (0..t)
+            .map(|s| r32(r32(qv[2 * t] * kv[2 * s] + qv[2 * t + 1] * kv[2 * s + 1]) * 0.5).exp())
+            .sum::<f64>()
+            .ln();
+        assert_close(&got[t..t + 1], &[r32(want)], 1e-6);
+    }
+    let want = direct(&qv, &kv, &vv, &mask, (7, 2, 1));
+    assert_close(&out["y"].to_f64_vec()[1..], &want[1..], 1e-5);
+}
+
+#[test]
 fn batch_dims_broadcast() {
     // q: [2, 1, 3, 2], k: [3, 3, 2], v: [1, 3, 1] → [2, 3, 3, 1].
     let g = attention_graph(

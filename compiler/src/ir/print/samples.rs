@@ -366,10 +366,20 @@ pub(crate) fn all_ops() -> Graph {
         tile_k: 3,
     };
     let att = add(&mut g, att, &[y, y, conv]);
+    let causal = crate::ir::mask::Mask::parse("le(s, t)").unwrap();
+    let att_lse = Op::AttentionLse {
+        mask: causal,
+        scale: 1.0,
+        tile_q: 2,
+        tile_k: 64,
+    };
+    let pair = add(&mut g, att_lse, &[y, y, y]);
+    let lse = add(&mut g, Op::Extract { index: 1 }, &[pair]);
     g.add_output("y", conv);
     g.add_output("h", hs);
     g.add_output("c \"sum\"", cs);
     g.add_output("att", att);
+    g.add_output("lse", lse);
     g
 }
 

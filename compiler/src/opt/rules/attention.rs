@@ -7,11 +7,12 @@
 use super::mask::recognise;
 use super::{Arg, DynRule, Outcome, Plan, nodes_named, shape};
 use crate::ir::mask::Mask;
-use crate::ir::{DimExpr, Literal, Op};
+use crate::ir::{BinaryOp, DimExpr, Literal, Op};
 use crate::opt::analysis::EG;
 use crate::opt::einsum::Spec;
 use crate::opt::lang::TNode;
 use egg::Id;
+use seqc_runtime::DType;
 use std::sync::Arc;
 
 /// Query and key tile sizes of the fused operator the rule creates.
@@ -19,7 +20,86 @@ pub const TILE_Q: usize = 64;
 pub const TILE_K: usize = 64;
 
 pub fn rules() -> Vec<Arc<dyn DynRule>> {
-    vec![Arc::new(SoftmaxAttention)]
+    vec![Arc::new(SoftmaxAttention), Arc::new(LseAttention)]
+}
+
+/// `lse-attention`: the partial attention of log-sum-exp merging (LongNet's segments), with
+/// X = select(M, einsum(Q, K)·c, −inf) as for `softmax-attention`, L = logsumexp(X) over the
+/// last axis (kept), G = select(L > −inf, L, 0):
+///   einsum(exp(X − G), V) ⇒ transpose(select(lse > −inf, out, 0)) and L ⇒ lse,
+///   (out, lse) = attention_lse(Q′, K′, V′) mask=M scale=c
+/// (a row with no visible key gives 0 as exp(−∞ − 0) does). Applies under the same
+/// conditions as `softmax-attention`; the spec's merge of the partial results is kept.
+struct LseAttention;
+
+impl DynRule for LseAttention {
+    fn name(&self) -> &'static str {
+        "lse-attention"
+    }
+    fn root(&self) -> &'static str {
+        "einsum"
+    }
+    fn rewrite(&self, eg: &EG, _class: Id, node: &TNode) -> Vec<Outcome> {
+        let Some(pv) = spec_of(node) else {
+            return vec![];
+        };
+        if node.children.len() != 2 {
+            return vec![];
+        }
+        let mut out = Vec::new();
+        for p_pos in 0..2 {
+            let (p_cls, v_cls) = (node.children[p_pos], node.children[1 - p_pos]);
+            let Some(t) = eg[p_cls].data.tensor() else {
+                continue;
+            };
+            if t.rank() < 2 {
+                continue;
+            }
+            for (x, l) in lse_inputs(eg, p_cls, t.rank() - 1) {
+                for (scores, mask) in masked(eg, x) {
+                    for (qk, scale) in scaled(eg, scores) {
+                        let found = Found {
+                            qk: &qk,
+                            scale,
+                            mask: mask.clone(),
+                            pv: &pv,
+                            p_pos,
+                            v: v_cls,
+                            lse: Some((l, t.dtype)),
+                        };
+                        out.extend(found.plans(eg).unwrap_or_default());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The (X, L) such that `p` = exp(X − select(L > −inf, L, 0)) with L = logsumexp(X) over
+/// `axis`, kept.
+fn lse_inputs(eg: &EG, p: Id, axis: usize) -> Vec<(Id, Id)> {
+    let mut out = Vec::new();
+    for exp in nodes_named(eg, p, "exp") {
+        for sub in nodes_named(eg, exp.children[0], "sub") {
+            let (x, g) = (sub.children[0], sub.children[1]);
+            for sel in nodes_named(eg, g, "select") {
+                let (c, l, zero) = (sel.children[0], sel.children[1], sel.children[2]);
+                let guard = nodes_named(eg, c, "gt").iter().any(|n| {
+                    eg.find(n.children[0]) == eg.find(l)
+                        && float_const(eg, n.children[1]) == Some(f64::NEG_INFINITY)
+                });
+                let zero = float_const(eg, zero) == Some(0.0);
+                if guard && zero && has_reduce(eg, l, "logsumexp", x, axis) {
+                    let pair = (eg.find(x), eg.find(l));
+                    if !out.contains(&pair) {
+                        out.push(pair);
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `softmax-attention`: with X = select(M, einsum(Q, K)·c, −inf) (or without the select, or
@@ -66,10 +146,9 @@ impl DynRule for SoftmaxAttention {
                             pv: &pv,
                             p_pos,
                             v: v_cls,
+                            lse: None,
                         };
-                        if let Some(plan) = found.plan(eg) {
-                            out.push(Outcome::Build(plan));
-                        }
+                        out.extend(found.plans(eg).unwrap_or_default());
                     }
                 }
             }
@@ -173,11 +252,15 @@ struct Found<'a> {
     pv: &'a Spec,
     p_pos: usize,
     v: Id,
+    /// For the log-sum-exp form: the e-class of logsumexp(X).
+    lse: Option<(Id, DType)>,
 }
 
 impl Found<'_> {
-    /// The plan of the fused form; `None` when the letters do not have the attention shape.
-    fn plan(&self, eg: &EG) -> Option<Plan> {
+    /// The plans of the fused form: the value einsum's and, for the log-sum-exp form, that
+    /// of logsumexp(X) (sharing the fused node); `None` when the letters do not have the
+    /// attention shape.
+    fn plans(&self, eg: &EG) -> Option<Vec<Outcome>> {
         let qk = spec_of(self.qk)?;
         let r = qk.output.len();
         if qk.inputs.len() != 2 || r < 2 {
@@ -232,15 +315,45 @@ impl Found<'_> {
             d,
         )?;
         let v = arrange(&mut plan, eg, self.v, lv, batch2, s2, e)?;
-        let att = plan.push(
-            Op::Attention {
-                mask: self.mask.clone(),
-                scale: self.scale,
-                tile_q: TILE_Q,
-                tile_k: TILE_K,
-            },
-            vec![q, k, v],
-        );
+        let (mask, scale) = (self.mask.clone(), self.scale);
+        let (tile_q, tile_k) = (TILE_Q, TILE_K);
+        let mut outcomes = Vec::new();
+        let att = match self.lse {
+            None => plan.push(
+                Op::Attention {
+                    mask,
+                    scale,
+                    tile_q,
+                    tile_k,
+                },
+                vec![q, k, v],
+            ),
+            Some((l_cls, dtype)) => {
+                let pair = plan.push(
+                    Op::AttentionLse {
+                        mask,
+                        scale,
+                        tile_q,
+                        tile_k,
+                    },
+                    vec![q, k, v],
+                );
+                let mut for_l = plan.clone();
+                for_l.push(Op::Extract { index: 1 }, vec![pair]);
+                outcomes.push(Outcome::BuildFor(l_cls, for_l));
+                // Rows with no visible key: the unfused exp(−∞ − 0) gives 0.
+                let o = plan.push(Op::Extract { index: 0 }, vec![pair]);
+                let lse = plan.push(Op::Extract { index: 1 }, vec![pair]);
+                let konst = |x: f64| Op::Const {
+                    value: Literal::Float(x),
+                    dtype,
+                };
+                let ninf = plan.push(konst(f64::NEG_INFINITY), vec![]);
+                let any = plan.push(Op::Binary(BinaryOp::Gt), vec![lse, ninf]);
+                let zero = plan.push(konst(0.0), vec![]);
+                plan.push(Op::Select, vec![any, o, zero])
+            }
+        };
         let perm: Vec<usize> = o2
             .iter()
             .map(|c| order.iter().position(|x| x == c))
@@ -248,7 +361,8 @@ impl Found<'_> {
         if perm.iter().enumerate().any(|(i, &p)| i != p) {
             plan.push(Op::Transpose { perm }, vec![att]);
         }
-        Some(plan)
+        outcomes.insert(0, Outcome::Build(plan));
+        Some(outcomes)
     }
 }
 

@@ -58,6 +58,9 @@ pub enum Outcome {
     Same(Id),
     /// The matched e-class equals the plan's last node.
     Build(Plan),
+    /// Another e-class, `.0`, equals the plan's last node (a rule that rewrites two values
+    /// sharing one new node, e.g. an attention and its log-sum-exp).
+    BuildFor(Id, Plan),
 }
 
 /// A plan's nodes as e-nodes whose types have been checked.
@@ -69,6 +72,7 @@ impl Outcome {
     /// Infers the type of every new node; `None` when one does not type-check or the result's
     /// type differs from the e-class's (a bug in the rule: debug builds panic).
     fn typed(&self, eg: &EG, class: Id) -> Option<Typed> {
+        let class = self.target(class);
         let want = &eg[class].data;
         match self {
             Outcome::Same(id) => {
@@ -78,7 +82,7 @@ impl Outcome {
                 );
                 (eg[*id].data == *want).then(|| Typed { ops: vec![] })
             }
-            Outcome::Build(plan) => {
+            Outcome::Build(plan) | Outcome::BuildFor(_, plan) => {
                 let mut tys: Vec<Type> = Vec::with_capacity(plan.nodes.len());
                 let mut ops = Vec::with_capacity(plan.nodes.len());
                 for (op, args) in &plan.nodes {
@@ -103,14 +107,23 @@ impl Outcome {
         }
     }
 
+    /// The e-class the outcome is about: the matched one, or another for `BuildFor`.
+    fn target(&self, class: Id) -> Id {
+        match self {
+            Outcome::BuildFor(id, _) => *id,
+            Outcome::Same(_) | Outcome::Build(_) => class,
+        }
+    }
+
     /// Whether committing would change the e-graph (a new node or a new union).
     fn is_new(&self, eg: &EG, class: Id) -> bool {
         let Some(t) = self.typed(eg, class) else {
             return false;
         };
+        let class = self.target(class);
         match self {
             Outcome::Same(id) => eg.find(*id) != eg.find(class),
-            Outcome::Build(_) => {
+            Outcome::Build(_) | Outcome::BuildFor(..) => {
                 let mut ids: Vec<Id> = Vec::with_capacity(t.ops.len());
                 for (op, args) in &t.ops {
                     let children = args.iter().map(|a| resolve(*a, &ids)).collect();
@@ -130,9 +143,10 @@ impl Outcome {
         let Some(t) = self.typed(eg, class) else {
             return false;
         };
+        let class = eg.find(self.target(class));
         let root = match self {
             Outcome::Same(id) => *id,
-            Outcome::Build(_) => {
+            Outcome::Build(_) | Outcome::BuildFor(..) => {
                 let mut ids: Vec<Id> = Vec::with_capacity(t.ops.len());
                 for (op, args) in t.ops {
                     let children = args.iter().map(|a| resolve(*a, &ids)).collect();
