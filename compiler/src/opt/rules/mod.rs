@@ -3,8 +3,9 @@
 //! Every rule is a [`DynRule`]: it starts from e-nodes of one operator (`root`) and proposes
 //! [`Outcome`]s computed from the operators' attributes and the e-classes' types. An outcome
 //! is either an existing e-class equal to the matched one, or a [`Plan`] of new e-nodes whose
-//! types are inferred with `ir::infer::infer` before anything is added; an outcome that does
-//! not type-check, or whose type differs from the matched e-class's, is refused. [`Dyn`]
+//! types are inferred with `ir::infer::infer` before anything is added, equal to the matched
+//! e-class (or, for `BuildFor`, to another e-class the rule names); an outcome that does not
+//! type-check, or whose type differs from its e-class's, is refused. [`Dyn`]
 //! adapts a rule to egg's `Searcher` and `Applier`: the search reports only e-classes where
 //! some outcome would add something new, so egg's saturation test and match counts are exact.
 //!
