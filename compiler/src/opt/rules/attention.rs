@@ -1,8 +1,10 @@
-//! Attention rules (R1 in shared/notes/architectures.md): softmax attention with a structured
-//! mask fused into one `attention` operator (ir/op.rs) that runs the online-softmax tiled
-//! algorithm, skips tiles where the mask is all false and evaluates it only in tiles where it
-//! is not all true. The cost model counts only the computed tiles (opt/attention_cost.rs), so
-//! a window mask makes attention O(T·w) instead of O(T²).
+//! Attention rules (R1 and R2 in shared/notes/architectures.md): softmax attention with a
+//! structured mask fused into one `attention` operator (ir/op.rs) that runs the
+//! online-softmax tiled algorithm, skips tiles where the mask is all false and evaluates it
+//! only in tiles where it is not all true; and the partial attentions of log-sum-exp merging
+//! fused into `attention_lse` nodes that also give each row's log-sum-exp. The cost model
+//! counts only the computed tiles (opt/attention_cost.rs), so a window mask makes attention
+//! O(T·w) instead of O(T²).
 
 use super::mask::recognise;
 use super::{Arg, DynRule, Outcome, Plan, nodes_named, shape};
