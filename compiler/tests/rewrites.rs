@@ -574,6 +574,7 @@ fn partial_attentions_merged_by_lse_are_fused() {
     }
 }
 
+/// Masks, layouts and lengths the rules must leave alone.
 #[test]
 fn unstructured_masks_are_not_fused() {
     let dims = at(&[("B", 2), ("T", 64)]);
@@ -586,6 +587,10 @@ fn unstructured_masks_are_not_fused() {
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          input dil: i32[2, 1, 1];
          output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), (iota([2, T, T], 1) - iota([2, T, T], 2)) % dil == 0) @ v;",
+        // Keys of another symbolic length S, which may be 0 while T is not (the fused rows
+        // would be NaN where the unfused einsum gives 0).
+        "dim B, T, S; input q: f32[B, 2, T, 4]; input k: f32[B, 2, S, 4]; input v: f32[B, 2, S, 3];
+         output y = softmax(einsum(\"bhtd,bhsd->bhts\", q, k)) @ v;",
         // Softmax over the query axis.
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          output y = einsum(\"bhts,bhtd->bhsd\", softmax(einsum(\"bhtd,bhsd->bhts\", q, k), axis = 2), v);",

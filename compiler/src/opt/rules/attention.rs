@@ -61,6 +61,7 @@ impl DynRule for LseAttention {
                 for (scores, mask) in masked(eg, x) {
                     for (qk, scale) in scaled(eg, scores) {
                         let found = Found {
+                            scores,
                             qk: &qk,
                             scale,
                             mask: mask.clone(),
@@ -142,6 +143,7 @@ impl DynRule for SoftmaxAttention {
                 for (scores, mask) in masked(eg, x) {
                     for (qk, scale) in scaled(eg, scores) {
                         let found = Found {
+                            scores,
                             qk: &qk,
                             scale,
                             mask: mask.clone(),
@@ -248,6 +250,8 @@ fn scaled(eg: &EG, scores: Id) -> Vec<(TNode, f64)> {
 
 /// A matched softmax attention.
 struct Found<'a> {
+    /// The e-class of the scores einsum(Q, K)·c.
+    scores: Id,
     qk: &'a TNode,
     scale: f64,
     mask: Mask,
@@ -270,6 +274,13 @@ impl Found<'_> {
         }
         let (t, s) = (qk.output[r - 2], qk.output[r - 1]);
         let batch = &qk.output[..r - 2];
+        // With no keys at all (S = 0 < T) the fused rows would be NaN where the unfused
+        // einsum sums nothing to 0: require S = T or a positive constant.
+        let sh = shape(eg, self.scores)?;
+        let s_ok = sh[r - 1] == sh[r - 2] || sh[r - 1].as_const().is_some_and(|c| c > 0);
+        if !s_ok {
+            return None;
+        }
         // Exactly one contracted letter, in both operands.
         let summed: Vec<char> = qk
             .letters()
