@@ -7,7 +7,7 @@
 //! 2. Each rule fires where it should, and the extracted graph has the cost it should.
 //! 3. `seqc stats` sees non-causal linear attention go from quadratic to linear in T.
 
-use seqc::ir::{DimBindings, Graph};
+use seqc::ir::{DimBindings, Graph, Op};
 use seqc::opt::{self, OptOptions};
 use seqc::{bind, frontend, interp};
 use seqc_runtime::HostTensor;
@@ -108,6 +108,20 @@ fn at(dims: &[(&str, i64)]) -> DimBindings {
     dims.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
+/// `g` with every fused attention's tiles set to `tile_q` × `tile_k` (tiles change no value).
+fn retile(g: &Graph, tq: usize, tk: usize) -> Graph {
+    let mut h = g.clone();
+    for n in &mut h.nodes {
+        if let Op::Attention { tile_q, tile_k, .. } | Op::AttentionLse { tile_q, tile_k, .. } =
+            &mut n.op
+        {
+            (*tile_q, *tile_k) = (tq, tk);
+        }
+    }
+    seqc::ir::verify::verify(&h).unwrap();
+    h
+}
+
 fn optimize_at(g: &Graph, dims: &DimBindings) -> (Graph, opt::OptReport) {
     let opts = OptOptions {
         dims: dims.clone(),
@@ -131,6 +145,9 @@ fn optimised_specs_compute_the_same_outputs() {
         };
         let (at_default, _) = opt::optimize(&g, &OptOptions::default())
             .unwrap_or_else(|e| panic!("{name}: the optimizer failed: {e}"));
+        // Small tiles, so that T = 7 and 13 run several partial tiles of every fused attention.
+        let small_tiles = retile(&at_default, 4, 3);
+        let odd_tiles = retile(&at_default, 2, 5);
         let mut ran = 0;
         for t in [1, 7, 13] {
             let dims = dims_for(&path, &g, t);
@@ -138,6 +155,8 @@ fn optimised_specs_compute_the_same_outputs() {
             let graphs = [
                 ("optimised at default dims", &at_default),
                 ("optimised at test dims", &at_test),
+                ("optimised, attention tiles 4 × 3", &small_tiles),
+                ("optimised, attention tiles 2 × 5", &odd_tiles),
             ];
             match same_outputs(&g, &graphs, &dims) {
                 Ok(true) => ran += 1,
@@ -182,6 +201,18 @@ fn fired(report: &opt::OptReport) -> BTreeMap<String, usize> {
 
 fn count_ops(g: &Graph, name: &str) -> usize {
     g.nodes.iter().filter(|n| n.op.name() == name).count()
+}
+
+/// Like [`count_ops`], also counting inside `fused` bodies (the fusion pass groups
+/// elementwise chains after extraction).
+fn count_ops_deep(g: &Graph, name: &str) -> usize {
+    g.nodes
+        .iter()
+        .map(|n| match &n.op {
+            seqc::ir::Op::Fused { body } => count_ops_deep(body, name),
+            op => usize::from(op.name() == name),
+        })
+        .sum()
 }
 
 #[test]
@@ -496,6 +527,90 @@ fn elementwise_chains_and_reductions_are_fused() {
     }
 }
 
+/// Fuses softmax attention written in `body` (over q, k, v: [B, 2, T, 4], or what `body`
+/// declares) and checks the result at T ∈ {1, 7, 13} with the default tiles and with tiles
+/// 4 × 3 and 1 × 2; returns the optimised graph.
+fn fuses(src: &str) -> Graph {
+    let dims = at(&[("B", 2), ("T", 4096)]);
+    let g = load(src);
+    let (o, report) = optimize_at(&g, &dims);
+    let f = fired(&report);
+    assert!(
+        f.contains_key("softmax-attention"),
+        "did not fire: {f:?}\n{o}"
+    );
+    assert_eq!(count_ops(&o, "attention"), 1, "{o}");
+    assert_eq!(count_ops(&o, "exp"), 0, "{o}");
+    let (small, tiny) = (retile(&o, 4, 3), retile(&o, 1, 2));
+    for t in [1, 7, 13] {
+        let d = at(&[("B", 2), ("T", t)]);
+        let graphs = [
+            ("optimised", &o),
+            ("tiles 4 × 3", &small),
+            ("tiles 1 × 2", &tiny),
+        ];
+        assert!(same_outputs(&g, &graphs, &d).unwrap(), "T = {t}\n{o}");
+    }
+    o
+}
+
+const QKV: &str = "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4];
+                   input v: f32[B, 2, T, 3];";
+
+fn mask_of(g: &Graph) -> String {
+    g.nodes
+        .iter()
+        .find_map(|n| match &n.op {
+            Op::Attention { mask, .. } => Some(mask.to_string()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn softmax_attention_is_fused_with_its_mask() {
+    let cases = [
+        (
+            "masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k) * 0.5, causal_mask(T)) @ v",
+            "le(s, t)",
+        ),
+        (
+            "softmax(where(window_mask(T, 3), einsum(\"bhtd,bhsd->bhts\", q, k), -inf)) @ v",
+            "and(le(s, t), lt(sub(t, s), 3))",
+        ),
+        ("softmax(einsum(\"bhtd,bhsd->bhts\", q, k)) @ v", "true"),
+        // Strided (Sparse Transformer): local band or every 3rd key back.
+        (
+            "softmax(where((iota([T, T], 1) <= iota([T, T], 0)) && ((iota([T, T], 0) - iota([T, T], 1) < 3) || ((iota([T, T], 0) - iota([T, T], 1)) % 3 == 0)), einsum(\"bhtd,bhsd->bhts\", q, k), -inf)) @ v",
+            "and(le(s, t), or(lt(sub(t, s), 3), eq(rem(sub(t, s), 3), 0)))",
+        ),
+        // Sinks + window (StreamingLLM's mask), the key operand first.
+        (
+            "softmax(where(causal_mask(T) && ((iota([T, T], 1) < 2) || (iota([T, T], 0) - iota([T, T], 1) < 3)), einsum(\"bhsd,bhtd->bhts\", k, q) * 0.25, -inf)) @ v",
+            "and(le(s, t), or(lt(s, 2), lt(sub(t, s), 3)))",
+        ),
+        // A pattern per head (head h also sees h keys ahead).
+        (
+            "masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), iota([2, T, T], 2) <= iota([2, T, T], 1) + iota([2, T, T], 0)) @ v",
+            "le(s, add(t, b1))",
+        ),
+        // A dilated two-sided window, its dilation a constant table per head (Longformer).
+        (
+            "masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), ((iota([2, T, T], 1) - iota([2, T, T], 2)) % reshape(concat([full([1], 1, dtype = i32), full([1], 2, dtype = i32)], 0), [2, 1, 1]) == 0) && (abs(iota([2, T, T], 1) - iota([2, T, T], 2)) <= 2)) @ v",
+            "and(eq(rem(sub(t, s), table(b1, [1, 2])), 0), le(maximum(sub(t, s), sub(0, sub(t, s))), 2))",
+        ),
+        // Strictly causal: row 0 sees no key and is NaN, fused or not.
+        (
+            "masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), iota([T, T], 1) < iota([T, T], 0)) @ v",
+            "lt(s, t)",
+        ),
+    ];
+    for (expr, mask) in cases {
+        let o = fuses(&format!("{QKV} output y = {expr};"));
+        assert_eq!(mask_of(&o), mask, "{expr}");
+    }
+}
+
 #[test]
 fn avoided_operators_are_not_extracted() {
     // A backend that cannot run `linear_attn` or `fused` yet gets the best graph without them.
@@ -515,4 +630,85 @@ fn avoided_operators_are_not_extracted() {
     assert!(names(&o).contains(&"einsum"), "{o}");
     let d = at(&[("B", 2), ("T", 7)]);
     assert!(same_outputs(&g, &[("avoiding", &o)], &d).unwrap());
+}
+
+#[test]
+fn fused_attention_handles_layouts_and_grouped_heads() {
+    // The value einsum's output in another order: a transpose after the fused node.
+    let o = fuses(&format!(
+        "{QKV} output y = einsum(\"bhts,bhsd->bthd\", softmax(einsum(\"bhtd,bhsd->bhts\", q, k)), v);"
+    ));
+    assert_eq!(count_ops(&o, "transpose"), 1, "{o}");
+    // Grouped-query attention: 2 key heads shared by 3 query heads each.
+    fuses(
+        "dim B, T; input q: f32[B, 2, 3, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 5];
+         let s = einsum(\"bgjtd,bgsd->bgjts\", q, k) * 0.5;
+         output y = einsum(\"bgjts,bgsd->bgjtd\", masked_softmax(s, window_mask(T, 4)), v);",
+    );
+}
+
+/// Two causal segments (blocks of 4 keys; every other key of blocks of 6, so that some rows
+/// see no key) merged by log-sum-exp, as LongNet merges its dilated segments: each partial
+/// attention and its log-sum-exp become one fused node.
+#[test]
+fn partial_attentions_merged_by_lse_are_fused() {
+    let src = "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4];
+        input v: f32[B, 2, T, 3];
+        fn lse(x) { logsumexp(x, axis = -1, keepdim = true) }
+        fn part(x, v) { exp(x - where(lse(x) > -inf, lse(x), 0.0)) @ v }
+        let s = einsum(\"bhtd,bhsd->bhts\", q, k) * 0.5;
+        let i = iota([T, T], 0);
+        let j = iota([T, T], 1);
+        let xa = where((j <= i) && (i / 4 == j / 4), s, -inf);
+        let xb = where((j <= i) && (i / 6 == j / 6) && (j % 2 == 1), s, -inf);
+        let l = logsumexp(concat([lse(xa), lse(xb)], -1), axis = -1, keepdim = true);
+        output y = exp(lse(xa) - l) * part(xa, v) + exp(lse(xb) - l) * part(xb, v);";
+    let dims = at(&[("B", 2), ("T", 4096)]);
+    let g = load(src);
+    let (o, report) = optimize_at(&g, &dims);
+    assert!(fired(&report).contains_key("lse-attention"), "{o}");
+    assert_eq!(count_ops(&o, "attention_lse"), 2, "{o}");
+    assert_eq!(
+        count_ops_deep(&o, "exp"),
+        2,
+        "only the merge's exps are left: {o}"
+    );
+    let (small, tiny) = (retile(&o, 4, 3), retile(&o, 1, 2));
+    for t in [1, 7, 13] {
+        let d = at(&[("B", 2), ("T", t)]);
+        let graphs = [
+            ("optimised", &o),
+            ("tiles 4 × 3", &small),
+            ("tiles 1 × 2", &tiny),
+        ];
+        assert!(same_outputs(&g, &graphs, &d).unwrap(), "T = {t}\n{o}");
+    }
+}
+
+/// Masks, layouts and lengths the rules must leave alone.
+#[test]
+fn unstructured_masks_are_not_fused() {
+    let dims = at(&[("B", 2), ("T", 64)]);
+    let cases = [
+        // Data-dependent.
+        "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
+         input m: bool[T, T];
+         output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), m) @ v;",
+        // A table per head given as an input.
+        "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
+         input dil: i32[2, 1, 1];
+         output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), (iota([2, T, T], 1) - iota([2, T, T], 2)) % dil == 0) @ v;",
+        // Keys of another symbolic length S, which may be 0 while T is not (the fused rows
+        // would be NaN where the unfused einsum gives 0).
+        "dim B, T, S; input q: f32[B, 2, T, 4]; input k: f32[B, 2, S, 4]; input v: f32[B, 2, S, 3];
+         output y = softmax(einsum(\"bhtd,bhsd->bhts\", q, k)) @ v;",
+        // Softmax over the query axis.
+        "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
+         output y = einsum(\"bhts,bhtd->bhsd\", softmax(einsum(\"bhtd,bhsd->bhts\", q, k), axis = 2), v);",
+    ];
+    for src in cases {
+        let g = load(src);
+        let (o, _) = optimize_at(&g, &dims);
+        assert_eq!(count_ops(&o, "attention"), 0, "{o}");
+    }
 }

@@ -7,6 +7,7 @@
 //! checked against its type evaluated at the bound dims; nothing reachable from a valid graph
 //! panics: bad indices, integer division by zero, negative or huge dims are [`InterpError`]s.
 
+mod attention;
 mod einsum;
 mod elementwise;
 mod index;
@@ -424,6 +425,35 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
         Op::LinearAttn { chunk, strict } => {
             let g = if args.len() > 3 { Some(a(3)?) } else { None };
             linear_attn::linear_attn(a(0)?, a(1)?, a(2)?, g, *chunk, *strict)?
+        }
+        Op::Attention {
+            mask,
+            scale,
+            tile_q,
+            tile_k,
+        } => {
+            let tiles = (*tile_q, *tile_k);
+            let shape = expect.tensor()?.1;
+            attention::attention(a(0)?, a(1)?, a(2)?, mask, *scale, tiles, shape)?.0
+        }
+        Op::AttentionLse {
+            mask,
+            scale,
+            tile_q,
+            tile_k,
+        } => {
+            let shape = match expect {
+                Expect::Tuple(ts) if ts.len() == 2 => ts[0].1.clone(),
+                _ => {
+                    return Err("internal: `attention_lse` without a pair type"
+                        .to_string()
+                        .into());
+                }
+            };
+            let tiles = (*tile_q, *tile_k);
+            let (out, lse) =
+                attention::attention(a(0)?, a(1)?, a(2)?, mask, *scale, tiles, &shape)?;
+            return Ok(Val::Tuple(vec![out, lse]));
         }
     };
     Ok(Val::T(t))

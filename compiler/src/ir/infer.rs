@@ -519,8 +519,93 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
             x.clone()
         }
         Op::LinearAttn { chunk, .. } => linear_attn::infer(op, *chunk, inputs)?,
+        Op::Attention {
+            mask,
+            scale,
+            tile_q,
+            tile_k,
+        } => {
+            arity(op, inputs, 3)?;
+            infer_attention(mask, *scale, *tile_q, *tile_k, [t(0)?, t(1)?, t(2)?])?
+        }
+        Op::AttentionLse {
+            mask,
+            scale,
+            tile_q,
+            tile_k,
+        } => {
+            arity(op, inputs, 3)?;
+            let out = infer_attention(mask, *scale, *tile_q, *tile_k, [t(0)?, t(1)?, t(2)?])?;
+            let mut lse = out.clone();
+            let r = lse.rank();
+            lse.shape[r - 1] = DimExpr::constant(1);
+            return Ok(Type::Tuple(vec![out, lse]));
+        }
     };
     Ok(Type::Tensor(out))
+}
+
+/// `attention(q: [..., T, D], k: [..., S, D], v: [..., S, E])` → [..., T, E], batch dims
+/// broadcast.
+fn infer_attention(
+    mask: &super::mask::Mask,
+    scale: f64,
+    tile_q: usize,
+    tile_k: usize,
+    [q, k, v]: [&TensorType; 3],
+) -> R<TensorType> {
+    mask.check().map_err(|e| format!("`attention` mask: {e}"))?;
+    if tile_q == 0 || tile_k == 0 {
+        return Err(format!(
+            "`attention` tiles must be at least 1, found tile_q={tile_q} tile_k={tile_k}"
+        ));
+    }
+    if !scale.is_finite() {
+        return Err(format!("`attention` scale must be finite, found {scale}"));
+    }
+    need_float(q, "attention")?;
+    if q.rank() < 2 || k.rank() < 2 || v.rank() < 2 {
+        return Err(format!(
+            "`attention` takes q: [..., T, D], k: [..., S, D], v: [..., S, E], found {q}, {k} and {v}"
+        ));
+    }
+    if k.dtype != q.dtype || v.dtype != q.dtype {
+        return Err(format!(
+            "`attention` operands must share one dtype, found {q}, {k} and {v}"
+        ));
+    }
+    let (rq, rk, rv) = (q.rank(), k.rank(), v.rank());
+    if q.shape[rq - 1] != k.shape[rk - 1] {
+        return Err(format!(
+            "`attention` q and k must have the same last dim D, found {q} and {k}"
+        ));
+    }
+    if k.shape[rk - 2] != v.shape[rv - 2] {
+        return Err(format!(
+            "`attention` k and v must have the same key dim S, found {k} and {v}"
+        ));
+    }
+    let batch = broadcast_shapes(&q.shape[..rq - 2], &k.shape[..rk - 2])
+        .and_then(|b| broadcast_shapes(&b, &v.shape[..rv - 2]))
+        .map_err(|e| format!("`attention` batch dims: {e}"))?;
+    if let Some(j) = mask.batch_axes().into_iter().find(|&j| j >= batch.len()) {
+        return Err(format!(
+            "`attention` mask reads batch axis b{j}, but the result has {} batch axes",
+            batch.len()
+        ));
+    }
+    for (j, n) in mask.tables() {
+        if batch[j] != DimExpr::constant(n as i64) {
+            return Err(format!(
+                "`attention` mask's table over b{j} has {n} values, but batch axis {j} is {}",
+                batch[j]
+            ));
+        }
+    }
+    let mut shape = batch;
+    shape.push(q.shape[rq - 2].clone());
+    shape.push(v.shape[rv - 1].clone());
+    Ok(TensorType::new(q.dtype, shape))
 }
 
 /// A scan's initial state has the input's shape without the time axis, and its dtype.

@@ -5,6 +5,7 @@
 pub mod dim;
 pub mod graph;
 pub mod infer;
+pub mod mask;
 pub mod op;
 pub mod types;
 

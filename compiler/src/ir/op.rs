@@ -7,6 +7,7 @@
 
 use super::dim::DimExpr;
 use super::graph::Graph;
+use super::mask::Mask;
 use seqc_runtime::DType;
 
 /// Elementwise unary functions. Float only unless noted.
@@ -240,6 +241,35 @@ pub enum Op {
     /// within a chunk the decays are taken relative to the chunk's start (intra-chunk
     /// quadratic form), across chunks a [K, V] state is passed on (docs/rewrites.md, R5).
     LinearAttn { chunk: usize, strict: bool },
+    /// inputs: [q: [..., T, D], k: [..., S, D], v: [..., S, E]], one float dtype; the leading
+    /// (batch) dims broadcast NumPy-style to the result's [..., T, E]. Fused softmax
+    /// attention, per batch index, query t and key s (`mask` over t, s: ir/mask.rs):
+    ///   x[t, s] = mask(t, s) ? r(r(Σ_d q[t, d]·k[s, d]) · r(scale)) : −∞
+    ///   out[t, e] = Σ_s softmax_s(x[t, ·]) · v[s, e]
+    /// where r rounds to the dtype and the dot product accumulates in f64 — exactly what the
+    /// unfused `einsum(q, k) · scale`, `select(mask, ·, −inf)`, the prelude's softmax and
+    /// `einsum(p, v)` compute, up to summation order. A row with no visible key is NaN in
+    /// every column (the unfused form gives −∞ − (−∞)). `tile_q`, `tile_k` (≥ 1) are a
+    /// schedule and change no value: the interpreter runs the online-softmax tiled algorithm
+    /// (per tile of `tile_q` queries, over tiles of `tile_k` keys with a running max and sum
+    /// rescaled as the max grows), skips tiles where the mask is all false and evaluates it
+    /// only in tiles where it is not all true (`Mask::classify`).
+    Attention {
+        mask: Mask,
+        scale: f64,
+        tile_q: usize,
+        tile_k: usize,
+    },
+    /// inputs and attributes as `Attention`. A tuple (out, lse): `out` is `Attention`'s
+    /// result and lse[..., t, 0] = log Σ_s e^{x[t, s]} over the visible keys (−∞ when none),
+    /// what `logsumexp(select(mask, scores, −inf))` with `keepdim` gives: the partial results
+    /// that log-sum-exp merging combines (LongNet's segments).
+    AttentionLse {
+        mask: Mask,
+        scale: f64,
+        tile_q: usize,
+        tile_k: usize,
+    },
 }
 
 impl Op {
@@ -277,6 +307,8 @@ impl Op {
             Op::Conv1dCausal => "conv1d_causal",
             Op::Fused { .. } => "fused",
             Op::LinearAttn { .. } => "linear_attn",
+            Op::Attention { .. } => "attention",
+            Op::AttentionLse { .. } => "attention_lse",
         }
     }
 }

@@ -35,6 +35,7 @@
 //! topk(x) axis=INT k=dim largest=BOOL indices=BOOL                   argmax(x) axis=INT
 //! scan(a, b[, h0]) axis=INT reverse=BOOL                  scan_matrix(a, b[, h0]) axis=INT
 //! scan_fn(…) axis=INT n_state=INT n_xs=INT : type { graph }           extract(t) index=INT
+//! attention|attention_lse(q, k, v) mask=STRING scale=literal tile_q=INT tile_k=INT  (ir/mask.rs)
 //! ```
 //!
 //! Node ids run `%0, %1, …` in order; every reference names an earlier node; dim symbols must
@@ -44,6 +45,7 @@
 
 use super::dim::DimExpr;
 use super::graph::{Graph, NodeId};
+use super::mask::Mask;
 use super::op::{self, Distribution, Literal, Op};
 use super::types::{TensorType, Type};
 use super::verify::verify;
@@ -357,6 +359,24 @@ impl Parser {
                 chunk: self.key("chunk", Self::usize)?,
                 strict: self.key("strict", Self::bool)?,
             },
+            "attention" | "attention_lse" => {
+                let (mask, scale, tile_q, tile_k) = self.attention_attrs()?;
+                if name == "attention" {
+                    Op::Attention {
+                        mask,
+                        scale,
+                        tile_q,
+                        tile_k,
+                    }
+                } else {
+                    Op::AttentionLse {
+                        mask,
+                        scale,
+                        tile_q,
+                        tile_k,
+                    }
+                }
+            }
             _ => {
                 if let Some(u) = op::unary_from_name(name) {
                     Op::Unary(u)
@@ -373,6 +393,26 @@ impl Parser {
                 }
             }
         })
+    }
+
+    /// The attributes of `attention` and `attention_lse`: mask, scale, tile_q, tile_k.
+    fn attention_attrs(&mut self) -> R<(Mask, f64, usize, usize)> {
+        let mask = self.key("mask", |p| {
+            let t = p.peek().clone();
+            let text = p.string()?;
+            Mask::parse(&text).or_else(|m| err(&t, m))
+        })?;
+        let scale = self.key("scale", |p| {
+            let t = p.peek().clone();
+            match p.literal()? {
+                Literal::Float(x) => Ok(x),
+                Literal::Int(i) => Ok(i as f64),
+                Literal::Bool(_) => err(&t, "expected a number for `scale`, found a bool"),
+            }
+        })?;
+        let tile_q = self.key("tile_q", Self::usize)?;
+        let tile_k = self.key("tile_k", Self::usize)?;
+        Ok((mask, scale, tile_q, tile_k))
     }
 
     /// `key = <value>`.

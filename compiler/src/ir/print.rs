@@ -192,6 +192,26 @@ fn attributes(op: &Op) -> (Option<String>, Vec<(&'static str, String)>) {
         Op::LinearAttn { chunk, strict } => {
             (None, vec![("chunk", s(chunk)), ("strict", s(strict))])
         }
+        Op::Attention {
+            mask,
+            scale,
+            tile_q,
+            tile_k,
+        }
+        | Op::AttentionLse {
+            mask,
+            scale,
+            tile_q,
+            tile_k,
+        } => (
+            None,
+            vec![
+                ("mask", quote(&mask.to_string())),
+                ("scale", float_text(*scale)),
+                ("tile_q", s(tile_q)),
+                ("tile_k", s(tile_k)),
+            ],
+        ),
     }
 }
 

@@ -132,7 +132,8 @@ pub fn is_view(op: &Op) -> bool {
 
 /// The cost of `op` on operands of types `inputs` giving `out`, at `dims`.
 ///
-/// FLOPs: elementwise ops, casts and selects 1 per output element; reductions and `argmax`
+/// FLOPs: `attention` as in `attention_cost.rs` (only the tiles it computes); elementwise ops,
+/// casts and selects 1 per output element; reductions and `argmax`
 /// 1 per input element; an einsum of n operands n per point of its iteration space (the
 /// product of every letter's size: n − 1 multiplies and an add); `scan` 2 per element,
 /// `scan_matrix` 2·N per element; `conv1d_causal` 2·K per output element; sorts and top-k
@@ -191,6 +192,28 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
                 .and_then(|t| t.shape.get(1))
                 .map_or(1.0, |d| dim(d, dims));
             2.0 * k * out_elems
+        }
+        Op::Attention {
+            mask,
+            tile_q,
+            tile_k,
+            ..
+        }
+        | Op::AttentionLse {
+            mask,
+            tile_q,
+            tile_k,
+            ..
+        } => {
+            contraction = true;
+            let c = super::attention_cost::attention_cost(mask, (*tile_q, *tile_k), &ins, dims);
+            // The log-sum-exp result (if any) is written too.
+            let lse = match out {
+                Type::Tuple(ts) => ts.get(1).map_or(0.0, |t| tensor_bytes(t, dims)),
+                Type::Tensor(_) => 0.0,
+            };
+            bytes = c.bytes + lse;
+            c.flops
         }
         Op::ScanFn {
             axis,
@@ -289,6 +312,11 @@ fn einsum_points(spec: &str, ins: &[&TensorType], dims: &DimBindings) -> f64 {
         }
     }
     sizes.values().product()
+}
+
+/// A dim's value at `dims` (1 when unbound, 0 when negative).
+pub(crate) fn dim_value(d: &DimExpr, dims: &DimBindings) -> f64 {
+    dim(d, dims)
 }
 
 /// FLOPs, bytes moved and the largest materialised intermediate of a graph at some dims

@@ -10,6 +10,7 @@
 //! which rules fired how often ([`OptReport`]).
 
 pub mod analysis;
+pub mod attention_cost;
 pub mod convert;
 pub mod cost;
 pub mod einsum;
@@ -59,6 +60,8 @@ pub enum Phase {
     Layout,
     /// Einsum regrouping and sums moved through einsums, with the layout rules.
     Contraction,
+    /// Softmax attention with a structured mask fused into one tiled `attention` node.
+    Attention,
     /// Causal linear attention (masked quadratic or recurrent) to chunked `linear_attn`,
     /// with the layout rules.
     Chunked,
@@ -67,9 +70,10 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 4] = [
+    pub const ALL: [Phase; 5] = [
         Phase::Layout,
         Phase::Contraction,
+        Phase::Attention,
         Phase::Chunked,
         Phase::Merge,
     ];
@@ -78,6 +82,7 @@ impl Phase {
         match self {
             Phase::Layout => "layout",
             Phase::Contraction => "contraction",
+            Phase::Attention => "attention",
             Phase::Chunked => "chunked",
             Phase::Merge => "merge",
         }
@@ -91,6 +96,7 @@ impl Phase {
                 v.extend(rules::layout_rules());
                 v
             }
+            Phase::Attention => rules::attention_rules(),
             Phase::Chunked => {
                 let mut v = rules::linear_rules();
                 v.extend(rules::layout_rules());

@@ -131,13 +131,46 @@ fn close(a: &HostTensor, b: &HostTensor) -> Result<(), String> {
     Ok(())
 }
 
-/// Evaluates one e-node on the values of its children's e-classes.
+/// Evaluates one tensor-valued e-node on the values of its children's e-classes (`extract`
+/// reads its tuple's value from `tuples`).
 fn eval_node(
     conv: &Converted,
     n: &TNode,
     vals: &BTreeMap<Id, HostTensor>,
+    tuples: &BTreeMap<Id, Vec<HostTensor>>,
     dims: &DimBindings,
 ) -> Option<Result<HostTensor, String>> {
+    let eg = &conv.egraph;
+    if let Op::Extract { index } = n.op.op() {
+        let t = tuples.get(&eg.find(n.children[0]))?;
+        return Some(
+            t.get(*index)
+                .cloned()
+                .ok_or_else(|| format!("no element {index}")),
+        );
+    }
+    eval_outputs(conv, n, vals, dims, None).map(|r| r.map(|mut v| v.remove(0)))
+}
+
+/// Evaluates one tuple-valued e-node (`scan_fn`, `attention_lse`) with `k` elements.
+fn eval_tuple_node(
+    conv: &Converted,
+    n: &TNode,
+    k: usize,
+    vals: &BTreeMap<Id, HostTensor>,
+    dims: &DimBindings,
+) -> Option<Result<Vec<HostTensor>, String>> {
+    eval_outputs(conv, n, vals, dims, Some(k))
+}
+
+/// Runs e-node `n` alone on its operands' values; its result, or its `k` tuple elements.
+fn eval_outputs(
+    conv: &Converted,
+    n: &TNode,
+    vals: &BTreeMap<Id, HostTensor>,
+    dims: &DimBindings,
+    k: Option<usize>,
+) -> Option<Result<Vec<HostTensor>, String>> {
     let eg = &conv.egraph;
     let mut g = Graph::new(conv.dims.clone());
     let mut tensors = BTreeMap::new();
@@ -153,10 +186,22 @@ fn eval_node(
         Ok(id) => id,
         Err(e) => return Some(Err(format!("does not type-check: {e}"))),
     };
-    g.add_output("out", id);
+    let names: Vec<String> = match k {
+        None => {
+            g.add_output("out0", id);
+            vec!["out0".into()]
+        }
+        Some(k) => (0..k)
+            .map(|i| {
+                let x = g.add(Op::Extract { index: i }, vec![id]).unwrap();
+                g.add_output(&format!("out{i}"), x);
+                format!("out{i}")
+            })
+            .collect(),
+    };
     Some(
         interp::run(&g, dims, &tensors)
-            .map(|mut o| o.remove("out").unwrap())
+            .map(|mut o| names.iter().map(|k| o.remove(k).unwrap()).collect())
             .map_err(|e| e.to_string()),
     )
 }
@@ -186,14 +231,29 @@ fn check_every_enode(name: &str, g: &Graph, dims: &DimBindings) -> BTreeSet<Stri
     }
     let mut classes: Vec<Id> = eg.classes().map(|c| c.id).collect();
     classes.sort();
+    let mut tuples: BTreeMap<Id, Vec<HostTensor>> = BTreeMap::new();
     loop {
         let mut grew = false;
         for &c in &classes {
-            if vals.contains_key(&c) || eg[c].data.tensor().is_none() {
+            if let crate::ir::Type::Tuple(ts) = &eg[c].data {
+                if tuples.contains_key(&c) {
+                    continue;
+                }
+                for n in &eg[c].nodes {
+                    if let Some(r) = eval_tuple_node(&conv, n, ts.len(), &vals, dims) {
+                        let v = r.unwrap_or_else(|e| panic!("{name}: {}: {e}", n.op.key()));
+                        tuples.insert(c, v);
+                        grew = true;
+                        break;
+                    }
+                }
+                continue;
+            }
+            if vals.contains_key(&c) {
                 continue;
             }
             for n in &eg[c].nodes {
-                if let Some(r) = eval_node(&conv, n, &vals, dims) {
+                if let Some(r) = eval_node(&conv, n, &vals, &tuples, dims) {
                     let v = r.unwrap_or_else(|e| panic!("{name}: {}: {e}", n.op.key()));
                     vals.insert(c, v);
                     grew = true;
@@ -207,21 +267,30 @@ fn check_every_enode(name: &str, g: &Graph, dims: &DimBindings) -> BTreeSet<Stri
     }
     let mut checked = 0;
     for &c in &classes {
-        let Some(want) = vals.get(&c) else {
-            assert!(
-                eg[c].data.tensor().is_none(),
-                "{name}: e-class {c} got no value"
-            );
+        if let crate::ir::Type::Tuple(ts) = &eg[c].data {
+            let want = tuples
+                .get(&c)
+                .unwrap_or_else(|| panic!("{name}: tuple e-class {c} got no value"));
+            for n in &eg[c].nodes {
+                let got = eval_tuple_node(&conv, n, ts.len(), &vals, dims)
+                    .unwrap_or_else(|| panic!("{name}: an operand of {} has no value", n.op.key()))
+                    .unwrap_or_else(|e| panic!("{name}: {}: {e}", n.op.key()));
+                for (w, g) in want.iter().zip(&got) {
+                    close(w, g).unwrap_or_else(|e| panic!("{name}: {}: {e}", n.op.key()));
+                }
+                checked += 1;
+            }
             continue;
+        }
+        let Some(want) = vals.get(&c) else {
+            panic!("{name}: e-class {c} got no value");
         };
         for n in &eg[c].nodes {
-            // Leaves have no operands; `extract` reads a tuple (a `scan_fn` result), which
-            // has no tensor value here (no rule rewrites either).
-            if n.op.leaf_ty().is_some() || n.children.iter().any(|c| eg[*c].data.tensor().is_none())
-            {
+            // Leaves have no operands.
+            if n.op.leaf_ty().is_some() {
                 continue;
             }
-            let got = eval_node(&conv, n, &vals, dims)
+            let got = eval_node(&conv, n, &vals, &tuples, dims)
                 .unwrap_or_else(|| panic!("{name}: an operand of {} has no value", n.op.key()))
                 .unwrap_or_else(|e| panic!("{name}: {}: {e}", n.op.key()));
             close(want, &got).unwrap_or_else(|e| {

@@ -1,6 +1,7 @@
 //! Tests of the reference interpreter: every operator against hand-computed values, scans
 //! against hand-written loops, and the error paths (bad index, unbound dim, bad tensors).
 
+mod attention;
 mod elementwise;
 mod index;
 mod linear_attn;

@@ -48,6 +48,8 @@ fn round_trips_every_operator() {
         "scan_fn",
         "extract",
         "conv1d_causal",
+        "attention",
+        "attention_lse",
     ]);
     for name in names {
         let used = g.nodes.iter().any(|n| n.op.name() == name);
@@ -307,5 +309,114 @@ fn linear_attn_round_trips() {
         error(&bad).contains("chunk must be at least 1, found 0"),
         "{}",
         error(&bad)
+    );
+}
+
+#[test]
+fn rejects_bad_attention_naming_what_is_wrong() {
+    let head = "graph(T) {\n  %0 = input \"q\" : f32[2, T, 4]\n  %1 = input \"k\" : f32[T, 4]\n  %2 = input \"v\" : f32[T, 3]\n  %3 = input \"i\" : i32[T, 4]\n";
+    let att = |args: &str, attrs: &str, ty: &str| {
+        error(&format!(
+            "{head}  %4 = attention({args}) {attrs} : {ty}\n}}"
+        ))
+    };
+    let good = "mask=\"le(s, t)\" scale=0.5 tile_q=64 tile_k=64";
+    // The good form parses.
+    parse_graph(&format!(
+        "{head}  %4 = attention(%0, %1, %2) {good} : f32[2, T, 3]\n}}"
+    ))
+    .unwrap();
+    let cases = [
+        (
+            "%0, %1, %2",
+            "mask=\"le(s, t\" scale=0.5 tile_q=64 tile_k=64",
+            "line 6, col 35: mask, at character 8: expected `)`, found the end of the text",
+        ),
+        (
+            "%0, %1, %2",
+            "mask=\"add(s, t)\" scale=0.5 tile_q=64 tile_k=64",
+            "the mask `add(s, t)` is an integer, not a predicate",
+        ),
+        (
+            "%0, %1, %2",
+            "mask=\"true\" scale=true tile_q=64 tile_k=64",
+            "expected a number for `scale`, found a bool",
+        ),
+        (
+            "%0, %1, %2",
+            "mask=\"true\" scale=inf tile_q=64 tile_k=64",
+            "`attention` scale must be finite, found inf",
+        ),
+        (
+            "%0, %1, %2",
+            "mask=\"true\" scale=1.0 tile_q=0 tile_k=64",
+            "`attention` tiles must be at least 1, found tile_q=0 tile_k=64",
+        ),
+        (
+            "%0, %1, %2",
+            "mask=\"true\" tile_q=1 tile_k=64",
+            "expected `scale=`, found `tile_q`",
+        ),
+        (
+            "%0, %2, %2",
+            good,
+            "`attention` q and k must have the same last dim D, found f32[2, T, 4] and f32[T, 3]",
+        ),
+        (
+            "%3, %3, %2",
+            good,
+            "`attention` needs a float tensor, found i32",
+        ),
+        (
+            "%0, %1, %3",
+            good,
+            "`attention` operands must share one dtype, found f32[2, T, 4], f32[T, 4] and i32[T, 4]",
+        ),
+        ("%0, %1", good, "`attention` takes 3 operand(s), found 2"),
+    ];
+    for (args, attrs, want) in cases {
+        let e = att(args, attrs, "f32[2, T, 3]");
+        assert!(e.contains(want), "{args} {attrs}: {e}");
+    }
+    // Key counts and batch dims that do not fit.
+    let head2 = "graph(T) {\n  %0 = input \"q\" : f32[2, T, 4]\n  %1 = input \"k\" : f32[3, 5, 4]\n  %2 = input \"v\" : f32[3, 6, 2]\n  %3 = input \"w\" : f32[4]\n";
+    let e = error(&format!(
+        "{head2}  %4 = attention(%0, %1, %2) {good} : f32[2, T, 2]\n}}"
+    ));
+    assert!(
+        e.contains(
+            "`attention` k and v must have the same key dim S, found f32[3, 5, 4] and f32[3, 6, 2]"
+        ),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{head2}  %4 = attention(%0, %1, %1) {good} : f32[2, T, 4]\n}}"
+    ));
+    assert!(
+        e.contains("`attention` batch dims: shapes [2] and [3] do not broadcast"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{head2}  %4 = attention(%1, %1, %1) mask=\"lt(s, table(b0, [1, 2]))\" scale=1.0 tile_q=1 tile_k=1 : f32[3, 5, 4]\n}}"
+    ));
+    assert!(
+        e.contains("`attention` mask's table over b0 has 2 values, but batch axis 0 is 3"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{head2}  %4 = attention(%1, %1, %1) mask=\"lt(s, b1)\" scale=1.0 tile_q=1 tile_k=1 : f32[3, 5, 4]\n}}"
+    ));
+    assert!(
+        e.contains("`attention` mask reads batch axis b1, but the result has 1 batch axes"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{head2}  %4 = attention(%3, %3, %3) {good} : f32[4]\n}}"
+    ));
+    assert!(
+        e.contains(
+            "`attention` takes q: [..., T, D], k: [..., S, D], v: [..., S, E], found f32[4]"
+        ),
+        "{e}"
     );
 }

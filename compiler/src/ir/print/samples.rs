@@ -361,9 +361,28 @@ pub(crate) fn all_ops() -> Graph {
     let body = Box::new(fused_body(&g, conv));
     let fused = add(&mut g, Op::Fused { body }, &[conv]);
     g.add_output("fused", fused);
+    let window = crate::ir::mask::Mask::parse("and(le(s, t), lt(sub(t, s), 5))").unwrap();
+    let att = Op::Attention {
+        mask: window,
+        scale: 0.25,
+        tile_q: 4,
+        tile_k: 3,
+    };
+    let att = add(&mut g, att, &[y, y, conv]);
+    let causal = crate::ir::mask::Mask::parse("le(s, t)").unwrap();
+    let att_lse = Op::AttentionLse {
+        mask: causal,
+        scale: 1.0,
+        tile_q: 2,
+        tile_k: 64,
+    };
+    let pair = add(&mut g, att_lse, &[y, y, y]);
+    let lse = add(&mut g, Op::Extract { index: 1 }, &[pair]);
     g.add_output("y", conv);
     g.add_output("h", hs);
     g.add_output("c \"sum\"", cs);
+    g.add_output("att", att);
+    g.add_output("lse", lse);
     g
 }
 

@@ -3,19 +3,23 @@
 //! Every rule is a [`DynRule`]: it starts from e-nodes of one operator (`root`) and proposes
 //! [`Outcome`]s computed from the operators' attributes and the e-classes' types. An outcome
 //! is either an existing e-class equal to the matched one, or a [`Plan`] of new e-nodes whose
-//! types are inferred with `ir::infer::infer` before anything is added; an outcome that does
-//! not type-check, or whose type differs from the matched e-class's, is refused. [`Dyn`]
+//! types are inferred with `ir::infer::infer` before anything is added, equal to the matched
+//! e-class (or, for `BuildFor`, to another e-class the rule names); an outcome that does not
+//! type-check, or whose type differs from its e-class's, is refused. [`Dyn`]
 //! adapts a rule to egg's `Searcher` and `Applier`: the search reports only e-classes where
 //! some outcome would add something new, so egg's saturation test and match counts are exact.
 //!
-//! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `linear.rs`,
-//! `recurrence.rs`, `merge.rs`); each is named and documented
+//! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `attention.rs` with the mask
+//! recogniser `mask.rs`, `linear.rs` and `recurrence.rs` with the decay recogniser `decay.rs`,
+//! `merge.rs`); each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
+pub mod attention;
 pub mod contraction;
 pub mod decay;
 pub mod layout;
 pub mod linear;
+pub mod mask;
 pub mod merge;
 pub mod recurrence;
 
@@ -60,6 +64,9 @@ pub enum Outcome {
     Same(Id),
     /// The matched e-class equals the plan's last node.
     Build(Plan),
+    /// Another e-class, `.0`, equals the plan's last node (a rule that rewrites two values
+    /// sharing one new node, e.g. an attention and its log-sum-exp).
+    BuildFor(Id, Plan),
 }
 
 /// A plan's nodes as e-nodes whose types have been checked.
@@ -71,6 +78,7 @@ impl Outcome {
     /// Infers the type of every new node; `None` when one does not type-check or the result's
     /// type differs from the e-class's (a bug in the rule: debug builds panic).
     fn typed(&self, eg: &EG, class: Id) -> Option<Typed> {
+        let class = self.target(class);
         let want = &eg[class].data;
         match self {
             Outcome::Same(id) => {
@@ -80,7 +88,7 @@ impl Outcome {
                 );
                 (eg[*id].data == *want).then(|| Typed { ops: vec![] })
             }
-            Outcome::Build(plan) => {
+            Outcome::Build(plan) | Outcome::BuildFor(_, plan) => {
                 let mut tys: Vec<Type> = Vec::with_capacity(plan.nodes.len());
                 let mut ops = Vec::with_capacity(plan.nodes.len());
                 for (op, args) in &plan.nodes {
@@ -105,14 +113,23 @@ impl Outcome {
         }
     }
 
+    /// The e-class the outcome is about: the matched one, or another for `BuildFor`.
+    fn target(&self, class: Id) -> Id {
+        match self {
+            Outcome::BuildFor(id, _) => *id,
+            Outcome::Same(_) | Outcome::Build(_) => class,
+        }
+    }
+
     /// Whether committing would change the e-graph (a new node or a new union).
     fn is_new(&self, eg: &EG, class: Id) -> bool {
         let Some(t) = self.typed(eg, class) else {
             return false;
         };
+        let class = self.target(class);
         match self {
             Outcome::Same(id) => eg.find(*id) != eg.find(class),
-            Outcome::Build(_) => {
+            Outcome::Build(_) | Outcome::BuildFor(..) => {
                 let mut ids: Vec<Id> = Vec::with_capacity(t.ops.len());
                 for (op, args) in &t.ops {
                     let children = args.iter().map(|a| resolve(*a, &ids)).collect();
@@ -132,9 +149,10 @@ impl Outcome {
         let Some(t) = self.typed(eg, class) else {
             return false;
         };
+        let class = eg.find(self.target(class));
         let root = match self {
             Outcome::Same(id) => *id,
-            Outcome::Build(_) => {
+            Outcome::Build(_) | Outcome::BuildFor(..) => {
                 let mut ids: Vec<Id> = Vec::with_capacity(t.ops.len());
                 for (op, args) in t.ops {
                     let children = args.iter().map(|a| resolve(*a, &ids)).collect();
@@ -336,6 +354,11 @@ pub fn contraction_rules() -> Vec<Arc<dyn DynRule>> {
     contraction::rules()
 }
 
+/// The attention rules: softmax attention fused into one tiled `attention` operator.
+pub fn attention_rules() -> Vec<Arc<dyn DynRule>> {
+    attention::rules()
+}
+
 /// The chunked linear-attention rules: masked quadratic forms and linear recurrences to
 /// `linear_attn`.
 pub fn linear_rules() -> Vec<Arc<dyn DynRule>> {
@@ -352,6 +375,7 @@ pub fn rule_names() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = layout_rules()
         .iter()
         .chain(contraction_rules().iter())
+        .chain(attention_rules().iter())
         .chain(linear_rules().iter())
         .chain(merge_rules().iter())
         .map(|r| r.name())
