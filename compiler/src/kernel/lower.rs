@@ -90,10 +90,9 @@ impl<'g> Lowerer<'g> {
     fn new(g: &'g Graph) -> Result<Self, KernelError> {
         let mut consumers = vec![Vec::new(); g.nodes.len()];
         for (i, n) in g.nodes.iter().enumerate() {
+            // One entry per use: `e * e` uses `e` twice and so does not inline it.
             for x in &n.inputs {
-                if !consumers[x.index()].contains(&NodeId(i as u32)) {
-                    consumers[x.index()].push(NodeId(i as u32));
-                }
+                consumers[x.index()].push(NodeId(i as u32));
             }
         }
         let outputs: Vec<NodeId> = g.outputs.iter().map(|(_, id)| *id).collect();
