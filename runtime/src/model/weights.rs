@@ -106,7 +106,7 @@ impl Weights {
                     })?;
                 let data = view.data();
                 let offset = data.as_ptr() as usize - base;
-                let blob = if data.as_ptr() as usize % dtype.size_bytes() == 0 {
+                let blob = if (data.as_ptr() as usize).is_multiple_of(dtype.size_bytes()) {
                     Blob::Mapped {
                         map: Arc::clone(&map),
                         offset,
