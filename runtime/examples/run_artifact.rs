@@ -5,7 +5,8 @@
 //! cargo run -p seqc-runtime --example run_artifact -- /tmp/la.seqc WEIGHTS.safetensors INPUTS.safetensors
 //! ```
 //!
-//! Weights are memory-mapped; dims are bound from the inputs' shapes; the outputs are printed.
+//! Weights are memory-mapped; dims are bound from the inputs' shapes; the outputs are printed,
+//! then the median wall time of `REPEAT` further runs (env var, default 0: none).
 
 use seqc_runtime::{DimValues, Model, Weights, io};
 use std::path::Path;
@@ -30,6 +31,22 @@ fn main() -> ExitCode {
                 t.shape,
                 head.join(", ")
             );
+        }
+        let repeat: usize = std::env::var("REPEAT")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        let mut times: Vec<f64> = (0..repeat)
+            .map(|_| {
+                let t0 = std::time::Instant::now();
+                model
+                    .run(&inputs, &DimValues::new())
+                    .map(|_| t0.elapsed().as_secs_f64())
+            })
+            .collect::<Result<_, _>>()?;
+        times.sort_by(f64::total_cmp);
+        if let Some(m) = times.get(times.len() / 2) {
+            println!("median of {repeat} runs: {:.3} ms", m * 1e3);
         }
         Ok(())
     };
