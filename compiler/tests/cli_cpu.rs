@@ -91,7 +91,7 @@ fn an_unsupported_spec_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("`argsort` is not supported by the CPU backend yet")
+        err.contains("`scan_fn` is not supported by the CPU backend yet")
             && !err.contains("panicked"),
         "{err}"
     );

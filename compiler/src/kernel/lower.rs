@@ -236,6 +236,21 @@ impl<'g> Lowerer<'g> {
             Op::ScanMatrix { axis } => vec![self.scan_matrix(id, out, *axis)?],
             Op::Conv1dCausal => vec![self.conv1d(id, out)?],
             Op::ArgMax { axis } => vec![self.argmax(id, out, *axis)?],
+            Op::Sort { axis, descending } => {
+                vec![self.rank_select(id, out, *axis, *descending, None, false)?]
+            }
+            Op::Argsort { axis, descending } => {
+                vec![self.rank_select(id, out, *axis, *descending, None, true)?]
+            }
+            Op::TopK {
+                axis,
+                k,
+                largest,
+                indices,
+            } => {
+                let k = self.dimx(id, k)?;
+                vec![self.rank_select(id, out, *axis, *largest, Some(k), *indices)?]
+            }
             Op::ScatterAdd { axis } => self.scatter_add(id, out, *axis)?,
             _ => {
                 return Err(KernelError::Unsupported {
@@ -880,7 +895,7 @@ impl<'g> Lowerer<'g> {
         xi.insert(axis, Expr::Var(j));
         let xv = widen_to(self.access(x, &xi)?, xty, wide);
         let (best, at) = (self.acc(wide), self.acc(Ty::I64));
-        let better = wbin(BinaryOp::Gt, wide, xv.clone(), Expr::Acc(best));
+        let better = total_gt(wide, xv.clone(), Expr::Acc(best));
         let body = vec![
             Stmt::Assign {
                 acc: best,
@@ -926,6 +941,85 @@ impl<'g> Lowerer<'g> {
             },
         ];
         Ok(self.nest(&ovars, &out_shape, body))
+    }
+
+    /// Sort, argsort and top-k by ranking: element i goes to position
+    /// rank(i) = #{j : j comes before i in the stable order} (NaN largest, ties by index),
+    /// written only when rank(i) < k. Quadratic in the axis length; a real sort comes later.
+    fn rank_select(
+        &mut self,
+        id: NodeId,
+        out: BufId,
+        axis: usize,
+        descending: bool,
+        k: Option<Expr>,
+        indices: bool,
+    ) -> Result<Loop, KernelError> {
+        let x = self.g.node(id).inputs[0];
+        let xty = self.ty(x);
+        let wide = xty.wide();
+        let xs = self.shapes[x.index()].clone();
+        let out_shape = self.shapes[id.index()].clone();
+        let vars: Vec<Var> = xs.iter().map(|_| self.var()).collect();
+        let j = self.var();
+        let idx: Vec<Expr> = vars.iter().map(|v| Expr::Var(*v)).collect();
+        let mut jdx = idx.clone();
+        jdx[axis] = Expr::Var(j);
+        let xi = widen_to(self.access(x, &idx)?, xty, wide);
+        let xj = widen_to(self.access(x, &jdx)?, xty, wide);
+        let first = if descending {
+            total_gt(wide, xj.clone(), xi.clone())
+        } else {
+            total_gt(wide, xi.clone(), xj.clone())
+        };
+        let tie = and(total_eq(wide, xj, xi), lt(Expr::Var(j), idx[axis].clone()));
+        let before = wbin(BinaryOp::Or, Ty::Bool, first, tie);
+        let r = self.acc(Ty::I64);
+        let mut oi = idx.clone();
+        oi[axis] = Expr::Acc(r);
+        let value = if indices {
+            Expr::Cast {
+                from: Ty::I64,
+                to: self.ty(id),
+                x: Box::new(idx[axis].clone()),
+            }
+        } else {
+            self.access(x, &idx)?
+        };
+        let store = Stmt::Store {
+            buf: out,
+            index: flat(&oi, &out_shape),
+            value,
+        };
+        let body = vec![
+            Stmt::Assign {
+                acc: r,
+                value: int(0),
+            },
+            serial(
+                j,
+                xs[axis].clone(),
+                vec![Stmt::Assign {
+                    acc: r,
+                    value: add(
+                        Expr::Acc(r),
+                        Expr::Cast {
+                            from: Ty::Bool,
+                            to: Ty::I64,
+                            x: Box::new(before),
+                        },
+                    ),
+                }],
+            ),
+            match k {
+                Some(k) => Stmt::If {
+                    cond: lt(Expr::Acc(r), k),
+                    body: vec![store],
+                },
+                None => store,
+            },
+        ];
+        Ok(self.nest(&vars, &xs, body))
     }
 
     /// Two kernels: copy the base, then add every source element at its index (serially:
@@ -1021,6 +1115,30 @@ fn widen_to(x: Expr, from: Ty, to: Ty) -> Expr {
             x: Box::new(x),
         }
     }
+}
+
+/// a > b in the sort order of the interpreter: NaN is the largest float.
+fn total_gt(ty: Ty, a: Expr, b: Expr) -> Expr {
+    let gt = wbin(BinaryOp::Gt, ty, a.clone(), b.clone());
+    if !ty.is_float() {
+        return gt;
+    }
+    let a_nan = wbin(BinaryOp::Ne, ty, a.clone(), a);
+    let b_num = wbin(BinaryOp::Eq, ty, b.clone(), b);
+    wbin(BinaryOp::Or, Ty::Bool, and(a_nan, b_num), gt)
+}
+
+/// a = b in that order (two NaNs are equal).
+fn total_eq(ty: Ty, a: Expr, b: Expr) -> Expr {
+    let eq = wbin(BinaryOp::Eq, ty, a.clone(), b.clone());
+    if !ty.is_float() {
+        return eq;
+    }
+    let both_nan = and(
+        wbin(BinaryOp::Ne, ty, a.clone(), a),
+        wbin(BinaryOp::Ne, ty, b.clone(), b),
+    );
+    wbin(BinaryOp::Or, Ty::Bool, eq, both_nan)
 }
 
 fn zero(ty: Ty) -> Expr {

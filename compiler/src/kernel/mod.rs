@@ -165,6 +165,11 @@ pub enum Stmt {
         acc: Acc,
         value: Expr,
     },
+    /// `if cond { body }`.
+    If {
+        cond: Expr,
+        body: Vec<Stmt>,
+    },
 }
 
 /// `for var in 0..extent { body }`.
@@ -304,6 +309,12 @@ impl Stmt {
                 f(*buf, true);
             }
             Stmt::Assign { value, .. } => value.for_each_load(&mut |b| f(b, false)),
+            Stmt::If { cond, body } => {
+                cond.for_each_load(&mut |b| f(b, false));
+                for s in body {
+                    s.for_each_access(f);
+                }
+            }
         }
     }
 }

@@ -76,24 +76,34 @@ fn print_loop(s: &mut String, p: &Program, l: &Loop, depth: usize) {
         l.var.0,
         expr(p, &l.extent)
     );
-    for st in &l.body {
+    print_body(s, p, &l.body, depth + 1);
+    let _ = writeln!(s, "{pad}}}");
+}
+
+fn print_body(s: &mut String, p: &Program, body: &[Stmt], depth: usize) {
+    let pad = "  ".repeat(depth);
+    for st in body {
         match st {
-            Stmt::Loop(inner) => print_loop(s, p, inner, depth + 1),
+            Stmt::Loop(inner) => print_loop(s, p, inner, depth),
+            Stmt::If { cond, body } => {
+                let _ = writeln!(s, "{pad}if {} {{", expr(p, cond));
+                print_body(s, p, body, depth + 1);
+                let _ = writeln!(s, "{pad}}}");
+            }
             Stmt::Store { buf, index, value } => {
                 let _ = writeln!(
                     s,
-                    "{pad}  b{}[{}] = {}",
+                    "{pad}b{}[{}] = {}",
                     buf.0,
                     expr(p, index),
                     expr(p, value)
                 );
             }
             Stmt::Assign { acc, value } => {
-                let _ = writeln!(s, "{pad}  a{} = {}", acc.0, expr(p, value));
+                let _ = writeln!(s, "{pad}a{} = {}", acc.0, expr(p, value));
             }
         }
     }
-    let _ = writeln!(s, "{pad}}}");
 }
 
 fn infix(op: BinaryOp) -> Option<&'static str> {

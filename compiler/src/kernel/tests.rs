@@ -65,13 +65,28 @@ fn reductions_have_an_accumulator_and_live_ranges_end_at_the_last_reader() {
 
 #[test]
 fn an_unsupported_operator_is_named_with_its_node() {
-    let e = lower(&graph("input x: f32[B, T];\noutput y = sort(x);")).unwrap_err();
-    assert!(matches!(e, KernelError::Unsupported { ref op, .. } if op == "sort"));
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-specs/rwkv4_recurrent.seq");
+    let g = crate::frontend::load_file(&path).expect("spec loads");
+    let e = lower(&g).unwrap_err();
+    assert!(matches!(e, KernelError::Unsupported { ref op, .. } if op == "scan_fn"));
     let s = e.to_string();
     assert!(
-        s.contains("`sort` is not supported by the CPU backend yet") && s.contains("node %1"),
+        s.contains("`scan_fn` is not supported by the CPU backend yet") && s.contains("node %"),
         "{s}"
     );
+}
+
+#[test]
+fn sort_and_topk_rank_with_nan_largest_and_ties_by_index() {
+    let p = lower(&graph(
+        "input x: f32[B, T];\noutput y = topk(x, 2);\noutput i = argsort(x, descending = true);",
+    ))
+    .expect("lowers");
+    let text = print_program(&p);
+    // The top-k store is guarded by rank < k; the order treats NaN (x != x) as largest.
+    assert!(text.contains("if (a0 < 2) {"), "{text}");
+    assert!(text.contains("ne.f64("), "{text}");
 }
 
 #[test]

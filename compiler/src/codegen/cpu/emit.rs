@@ -192,6 +192,20 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
                     .map_err(llvm)?;
                 Ok(())
             }
+            Stmt::If { cond, body } => {
+                let c = self.expr(cond)?.into_int_value();
+                let (then, end) = (self.block("if.then"), self.block("if.end"));
+                self.b
+                    .build_conditional_branch(c, then, end)
+                    .map_err(llvm)?;
+                self.b.position_at_end(then);
+                for s in body {
+                    self.emit_stmt(s)?;
+                }
+                self.b.build_unconditional_branch(end).map_err(llvm)?;
+                self.b.position_at_end(end);
+                Ok(())
+            }
         }
     }
 
