@@ -82,7 +82,7 @@ fn dump_kernels_and_llvm() {
 fn an_unsupported_spec_is_a_clear_error() {
     let o = seqc(&[
         "run",
-        "ir-specs/reformer.seq",
+        "ir-specs/rwkv4_recurrent.seq",
         "--dims",
         "B=1,T=8",
         "--backend",
