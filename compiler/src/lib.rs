@@ -6,11 +6,13 @@
 //! a graph's declared inputs and params; `diag` renders spec errors.
 
 pub mod bind;
+pub mod codegen;
 pub mod diag;
 pub mod frontend;
 pub mod info;
 pub mod interp;
 pub mod ir;
+pub mod kernel;
 pub mod lower;
 pub mod opt;
 pub mod rng;

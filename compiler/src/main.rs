@@ -1,4 +1,4 @@
-//! The `seqc` command-line tool: `check`, `dump`, `info`, `run`, `stats`.
+//! The `seqc` command-line tool: `check`, `compile`, `dump`, `info`, `run`, `stats`.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -29,6 +29,10 @@ enum Stage {
     Ir,
     /// The tensor IR after the e-graph optimizer, costed at --dims.
     Opt,
+    /// The kernel IR (loop nests, schedule tags, buffers and live ranges) of the IR.
+    Kernels,
+    /// The LLVM IR the CPU backend generates for those kernels, before optimisation.
+    Llvm,
 }
 
 /// The IR stages `seqc stats` can measure.
@@ -53,6 +57,14 @@ impl IrStage {
 enum Backend {
     /// The reference interpreter (the numerical oracle).
     Interp,
+    /// Compiled for this CPU through LLVM, run by the runtime (a temporary artifact).
+    Cpu,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
+    /// The host CPU (x86-64), through LLVM.
+    Cpu,
 }
 
 #[derive(Subcommand)]
@@ -78,6 +90,25 @@ enum Cmd {
         /// rules that fired, as `//` comment lines.
         #[arg(long)]
         explain: bool,
+    },
+    /// Compile a spec into an artifact directory (manifest, shared object, optional dumps).
+    Compile {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        target: Target,
+        /// Dims the optimizer costs at, as NAME=VALUE,… (default B=1, T=4096, others 1).
+        #[arg(long, default_value = "")]
+        dims: String,
+        /// Skip the e-graph optimizer.
+        #[arg(long)]
+        no_opt: bool,
+        /// Also write the kernel IR and LLVM IR into the artifact.
+        #[arg(long)]
+        dumps: bool,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Print FLOPs, bytes moved and the largest intermediate at --dims as JSON.
     Stats {
@@ -119,6 +150,9 @@ enum Cmd {
         /// Config fields the spec reads with `config(..)` (e.g. an HF config.json).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// With --backend cpu: skip the e-graph optimizer.
+        #[arg(long)]
+        no_opt: bool,
     },
 }
 
@@ -171,7 +205,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             dims,
             explain,
         } => match stage {
-            Stage::Ast | Stage::Ir if explain || !dims.is_empty() => {
+            Stage::Ast | Stage::Ir | Stage::Kernels | Stage::Llvm
+                if explain || !dims.is_empty() =>
+            {
                 bail!("--dims and --explain apply to --stage opt");
             }
             Stage::Ast => {
@@ -196,6 +232,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 };
                 print!("{}", seqc::ir::print::print_graph(&g));
             }
+            Stage::Kernels | Stage::Llvm => {
+                let Some(g) = load(&file, &config)? else {
+                    return Ok(ExitCode::FAILURE);
+                };
+                let p = seqc::kernel::lower(&g)?;
+                match stage {
+                    Stage::Kernels => print!("{}", seqc::kernel::print::print_program(&p)),
+                    _ => print!("{}", seqc::codegen::cpu::llvm_ir(&p, false)?),
+                }
+            }
             Stage::Opt => {
                 let Some(g) = load(&file, &config)? else {
                     return Ok(ExitCode::FAILURE);
@@ -207,6 +253,39 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             }
         },
+        Cmd::Compile {
+            file,
+            target: Target::Cpu,
+            dims,
+            no_opt,
+            dumps,
+            output,
+            config,
+        } => {
+            let Some(g) = load(&file, &config)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let g = if no_opt {
+                g
+            } else {
+                optimize_for_cpu(&g, &dims)?
+            };
+            let m = seqc::codegen::artifact::write_artifact(
+                &g,
+                &spec_hash(&file, &config)?,
+                &output,
+                dumps,
+            )?;
+            eprintln!(
+                "compiled {} to {} ({} kernels, {} buffers, target {} {})",
+                file.display(),
+                output.display(),
+                m.kernels.len(),
+                m.buffers.len(),
+                m.target.triple,
+                m.target.cpu
+            );
+        }
         Cmd::Stats {
             file,
             dims,
@@ -241,13 +320,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Run {
             file,
-            backend: Backend::Interp,
+            backend,
             dims,
             weights,
             inputs,
             seed,
             output,
             config,
+            no_opt,
         } => {
             let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
@@ -275,9 +355,24 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 );
             }
             seqc::bind::check_tensors(&g, &bound, &tensors)?;
-            let outs = seqc::interp::run(&g, &bound, &tensors)?;
+            let (outs, name) = match backend {
+                Backend::Interp => (seqc::interp::run(&g, &bound, &tensors)?, "interp"),
+                Backend::Cpu => {
+                    let g = if no_opt {
+                        g
+                    } else {
+                        let d: Vec<String> =
+                            bound.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        optimize_for_cpu(&g, &d.join(","))?
+                    };
+                    (
+                        run_cpu(&g, &bound, &tensors, &spec_hash(&file, &config)?)?,
+                        "cpu",
+                    )
+                }
+            };
             let dims_s: Vec<String> = bound.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            eprintln!("ran {} with interp at {}", file.display(), dims_s.join(","));
+            eprintln!("ran {} with {name} at {}", file.display(), dims_s.join(","));
             for (name, t) in &outs {
                 println!("{}", summarize(name, t));
             }
@@ -289,6 +384,37 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// FNV-1a 64 of the spec source and its config file, if any.
+fn spec_hash(file: &Path, config: &Option<PathBuf>) -> Result<String> {
+    let mut bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if let Some(c) = config {
+        bytes.extend(std::fs::read(c).with_context(|| format!("reading {}", c.display()))?);
+    }
+    Ok(seqc_runtime::artifact::hash_bytes(&bytes))
+}
+
+/// Compiles `g` into a temporary artifact and runs it through the runtime.
+fn run_cpu(
+    g: &Graph,
+    dims: &DimBindings,
+    tensors: &BTreeMap<String, HostTensor>,
+    hash: &str,
+) -> Result<BTreeMap<String, HostTensor>> {
+    let dir = tempfile::tempdir().context("creating a temporary artifact directory")?;
+    seqc::codegen::artifact::write_artifact(g, hash, dir.path(), false)?;
+    let params: BTreeMap<String, HostTensor> = g
+        .params()
+        .filter_map(|(n, _)| tensors.get(n).map(|t| (n.to_string(), t.clone())))
+        .collect();
+    let inputs: BTreeMap<String, HostTensor> = g
+        .inputs()
+        .filter_map(|(n, _)| tensors.get(n).map(|t| (n.to_string(), t.clone())))
+        .collect();
+    let model =
+        seqc_runtime::Model::load(dir.path(), seqc_runtime::Weights::from_tensors(&params)?)?;
+    Ok(model.run(&inputs, dims)?)
 }
 
 /// `--dims` for the optimizer and `stats`: every name must be a dim of the graph.
@@ -313,6 +439,17 @@ fn optimize(g: &Graph, dims: &str) -> Result<(Graph, seqc::opt::OptReport)> {
         ..Default::default()
     };
     Ok(seqc::opt::optimize(g, &opts)?)
+}
+
+/// The optimizer as the CPU backend's compile path runs it: avoiding operators the backend
+/// cannot lower yet (`kernel::UNSUPPORTED_OPT_OPS`).
+fn optimize_for_cpu(g: &Graph, dims: &str) -> Result<Graph> {
+    let opts = seqc::opt::OptOptions {
+        dims: checked_dims(g, dims)?,
+        avoid_ops: seqc::kernel::UNSUPPORTED_OPT_OPS.to_vec(),
+        ..Default::default()
+    };
+    Ok(seqc::opt::optimize(g, &opts)?.0)
 }
 
 /// Parses `T=64,B=1`.

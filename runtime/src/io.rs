@@ -91,7 +91,8 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>, Run
     parse_safetensors(&p, &bytes)
 }
 
-fn to_bytes(t: &HostTensor) -> Vec<u8> {
+/// A tensor's elements as little-endian bytes (bools as 0/1).
+pub fn tensor_bytes(t: &HostTensor) -> Vec<u8> {
     match &t.data {
         TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         TensorData::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
@@ -108,7 +109,7 @@ pub fn serialize_safetensors(
 ) -> Result<Vec<u8>, RuntimeError> {
     let bufs: Vec<(String, DType, Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(n, t)| (n.clone(), t.dtype(), t.shape.clone(), to_bytes(t)))
+        .map(|(n, t)| (n.clone(), t.dtype(), t.shape.clone(), tensor_bytes(t)))
         .collect();
     let views = bufs
         .iter()

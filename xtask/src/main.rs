@@ -7,6 +7,7 @@ use std::process::Command;
 
 const USAGE: &str = "usage: cargo xtask <demo|test|setup>
   demo   build seqc, then check, inspect and run the shipped specs on their reference fixtures
+         (a few also on the CPU backend), and compile one into an artifact
   test   fmt --check, clippy -D warnings, and every test (CI runs this)
   setup  install what is missing (rustfmt, clippy, LLVM 19 dev packages) and nothing else";
 
@@ -153,6 +154,9 @@ fn test() -> Result<()> {
     Ok(())
 }
 
+/// Specs whose fixtures the demo also runs on the CPU backend.
+const CPU_DEMO_SPECS: [&str; 3] = ["linear_attention", "softmax_attention", "mamba"];
+
 fn demo(root: &Path) -> Result<()> {
     run(Command::new("cargo").args(["build", "--release", "--quiet", "--bin", "seqc"]))?;
     let seqc = root.join("target/release/seqc");
@@ -203,7 +207,15 @@ fn demo(root: &Path) -> Result<()> {
             std::fs::write(&path, serde_json::to_string_pretty(cfg)?)?;
             cmd.arg("--config").arg(path);
         }
-        run_quiet(
+        let cpu_cmd = (CPU_DEMO_SPECS.contains(&spec_name.as_str())).then(|| {
+            let mut c = Command::new(&seqc);
+            for a in cmd.get_args() {
+                c.arg(a);
+            }
+            c.args(["--backend", "cpu"]);
+            c
+        });
+        let fixture_args = |cmd: &mut Command, out: &Path| {
             cmd.args([
                 &format!("ir-specs/{spec_name}.seq"),
                 "--dims",
@@ -218,15 +230,34 @@ fn demo(root: &Path) -> Result<()> {
                     .to_string_lossy(),
                 "-o",
                 &out.to_string_lossy(),
-            ]),
-        )?;
+            ]);
+        };
+        fixture_args(&mut cmd, &out);
+        run_quiet(&mut cmd)?;
         let err = compare(&out, &fixtures.join(format!("{name}.expected.safetensors")))?;
         let verdict = if err <= 1e-4 { "ok" } else { "MISMATCH" };
         eprintln!("{verdict}: {name}: max relative error {err:.2e} against {reference}");
         if err > 1e-4 {
             bail!("{name} does not match its reference");
         }
+        if let Some(mut c) = cpu_cmd {
+            let out = out_dir.join(format!("{name}.cpu.out.safetensors"));
+            fixture_args(&mut c, &out);
+            run_quiet(&mut c)?;
+            let err = compare(&out, &fixtures.join(format!("{name}.expected.safetensors")))?;
+            let verdict = if err <= 1e-4 { "ok" } else { "MISMATCH" };
+            eprintln!("{verdict}: {name} on the CPU backend: max relative error {err:.2e}");
+            if err > 1e-4 {
+                bail!("{name} on the CPU backend does not match its reference");
+            }
+        }
     }
+    eprintln!("\n== 5. compile a spec into an artifact for this CPU (manifest, .so, IR dumps)");
+    let artifact = out_dir.join("linear_attention.seqc");
+    run(Command::new(&seqc)
+        .args(["compile", spec, "--dumps", "-o"])
+        .arg(&artifact))?;
+    run(Command::new(&seqc).args(["run", spec, "--dims", "B=1,T=16", "--backend", "cpu"]))?;
     eprintln!("\nxtask: demo finished");
     Ok(())
 }

@@ -58,6 +58,11 @@ impl DimExpr {
         }
     }
 
+    /// The terms as (monomial, coefficient), in canonical order.
+    pub fn terms(&self) -> impl Iterator<Item = (&Monomial, i64)> {
+        self.terms.iter().map(|(m, c)| (m, *c))
+    }
+
     pub fn is_const(&self) -> bool {
         self.as_const().is_some()
     }

@@ -1,0 +1,128 @@
+//! The CPU code generator: kernel IR → LLVM IR (`emit.rs`) → the O3 pipeline for the host
+//! CPU (its triple, CPU name and feature string; the vector width follows from the features)
+//! → an object file → a shared object linked by the system C compiler (`cc -shared`).
+
+mod emit;
+
+pub use emit::{STATUS_DIV_ZERO, STATUS_INDEX};
+
+use crate::kernel::Program;
+use inkwell::OptimizationLevel;
+use inkwell::context::Context;
+use inkwell::module::Module;
+use inkwell::passes::PassBuilderOptions;
+use inkwell::targets::{
+    CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine,
+};
+use std::path::Path;
+use thiserror::Error;
+
+/// Why code generation failed.
+#[derive(Debug, Error)]
+pub enum CodegenError {
+    #[error("the CPU backend cannot generate code for {0} yet")]
+    Unsupported(String),
+    #[error("LLVM: {0}")]
+    Llvm(String),
+    #[error("linking the shared object with `cc`: {0}")]
+    Link(String),
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
+}
+
+/// The machine code is generated for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostTarget {
+    pub triple: String,
+    pub cpu: String,
+    /// LLVM's feature string, e.g. `+avx2,+fma,-avx512f,…`.
+    pub features: String,
+}
+
+/// The host this process runs on, as LLVM sees it.
+pub fn host_target() -> HostTarget {
+    HostTarget {
+        triple: TargetMachine::get_default_triple()
+            .as_str()
+            .to_string_lossy()
+            .into_owned(),
+        cpu: TargetMachine::get_host_cpu_name().to_string(),
+        features: TargetMachine::get_host_cpu_features().to_string(),
+    }
+}
+
+fn machine(t: &HostTarget) -> Result<TargetMachine, CodegenError> {
+    Target::initialize_native(&InitializationConfig::default()).map_err(CodegenError::Llvm)?;
+    let triple = inkwell::targets::TargetTriple::create(&t.triple);
+    let target = Target::from_triple(&triple).map_err(|e| CodegenError::Llvm(e.to_string()))?;
+    target
+        .create_target_machine(
+            &triple,
+            &t.cpu,
+            &t.features,
+            OptimizationLevel::Aggressive,
+            RelocMode::PIC,
+            CodeModel::Default,
+        )
+        .ok_or_else(|| CodegenError::Llvm(format!("no target machine for {}", t.triple)))
+}
+
+fn build<'c>(
+    ctx: &'c Context,
+    p: &Program,
+    tm: &TargetMachine,
+) -> Result<Module<'c>, CodegenError> {
+    let module = ctx.create_module("seqc");
+    module.set_triple(&tm.get_triple());
+    module.set_data_layout(&tm.get_target_data().get_data_layout());
+    emit::emit_program(ctx, &module, p)?;
+    module
+        .verify()
+        .map_err(|e| CodegenError::Llvm(format!("invalid module: {e}")))?;
+    Ok(module)
+}
+
+/// The LLVM IR of a program, before (`optimize = false`) or after the O3 pipeline.
+pub fn llvm_ir(p: &Program, optimize: bool) -> Result<String, CodegenError> {
+    let t = host_target();
+    let tm = machine(&t)?;
+    let ctx = Context::create();
+    let module = build(&ctx, p, &tm)?;
+    if optimize {
+        run_o3(&module, &tm)?;
+    }
+    Ok(module.print_to_string().to_string())
+}
+
+fn run_o3(module: &Module, tm: &TargetMachine) -> Result<(), CodegenError> {
+    module
+        .run_passes("default<O3>", tm, PassBuilderOptions::create())
+        .map_err(|e| CodegenError::Llvm(e.to_string()))
+}
+
+/// Compiles a program to a shared object at `so_path` for the host; returns the target.
+pub fn compile_shared_object(p: &Program, so_path: &Path) -> Result<HostTarget, CodegenError> {
+    let t = host_target();
+    let tm = machine(&t)?;
+    let ctx = Context::create();
+    let module = build(&ctx, p, &tm)?;
+    run_o3(&module, &tm)?;
+    let obj = so_path.with_extension("o");
+    tm.write_to_file(&module, FileType::Object, &obj)
+        .map_err(|e| CodegenError::Llvm(e.to_string()))?;
+    let out = std::process::Command::new("cc")
+        .arg("-shared")
+        .arg("-o")
+        .arg(so_path)
+        .arg(&obj)
+        .arg("-lm")
+        .output()
+        .map_err(|e| CodegenError::Link(e.to_string()))?;
+    let _ = std::fs::remove_file(&obj);
+    if !out.status.success() {
+        return Err(CodegenError::Link(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    Ok(t)
+}

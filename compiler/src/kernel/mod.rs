@@ -1,0 +1,335 @@
+//! The kernel IR: what a backend executes. A [`Program`] is an ordered list of kernels over
+//! numbered buffers plus a memory plan; a [`Kernel`] is one loop nest (the algorithm) whose
+//! loops carry a schedule tag (the how), in the spirit of Halide's split between the two.
+//!
+//! Lowering (`lower.rs`) turns a tensor-IR graph into a program: views (`reshape`,
+//! `transpose`, `broadcast`, `slice`), constants and `iota` become index maps folded into
+//! loads, single-use elementwise producers are fused into their elementwise consumer, and
+//! everything else is materialised into a buffer by one kernel. Reductions and einsums are
+//! loop nests with an accumulator. Sizes and extents stay symbolic ([`DimExpr`]); the runtime
+//! evaluates them once the dims are bound. `print.rs` gives the text form
+//! (`seqc dump --stage kernels`); `plan.rs` the live ranges the runtime places buffers by.
+//!
+//! Scalar semantics: float values are computed in f64 and rounded to f32 after every
+//! operation whose type is f32, integers in i64 wrapped to i32 likewise, so a fused
+//! expression rounds exactly where the interpreter rounds each node.
+
+mod access;
+mod lower;
+pub mod plan;
+pub mod print;
+
+#[cfg(test)]
+mod tests;
+
+pub use lower::{KernelError, lower};
+
+/// Operators the optimizer can produce that this backend cannot lower yet: the fused
+/// attention, chunked linear attention and `fused` groups (this backend fuses elementwise
+/// chains itself, in `lower.rs`). The compile path passes them as `OptOptions::avoid_ops`, so
+/// the optimizer extracts the best graph without them.
+pub const UNSUPPORTED_OPT_OPS: &[&str] = &["attention", "attention_lse", "linear_attn", "fused"];
+
+use crate::ir::{BinaryOp, DimExpr, NodeId, UnaryOp};
+use seqc_runtime::DType;
+
+/// The scalar type of a kernel expression. `F64` is the unrounded accumulator type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ty {
+    F32,
+    F64,
+    I32,
+    I64,
+    Bool,
+}
+
+impl Ty {
+    /// The kernel type of a storage dtype (`None` for dtypes the kernels do not compute in yet).
+    pub fn of(d: DType) -> Option<Ty> {
+        Some(match d {
+            DType::F32 => Ty::F32,
+            DType::I32 => Ty::I32,
+            DType::I64 => Ty::I64,
+            DType::Bool => Ty::Bool,
+            DType::F16 | DType::BF16 => return None,
+        })
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, Ty::F32 | Ty::F64)
+    }
+
+    pub fn is_int(self) -> bool {
+        matches!(self, Ty::I32 | Ty::I64)
+    }
+
+    /// The accumulator type for values of this type (f64 for floats, i64 for ints).
+    pub fn wide(self) -> Ty {
+        match self {
+            Ty::F32 | Ty::F64 => Ty::F64,
+            Ty::I32 | Ty::I64 => Ty::I64,
+            Ty::Bool => Ty::Bool,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ty::F32 => "f32",
+            Ty::F64 => "f64",
+            Ty::I32 => "i32",
+            Ty::I64 => "i64",
+            Ty::Bool => "bool",
+        }
+    }
+}
+
+/// A buffer of a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BufId(pub u32);
+
+/// A loop variable of a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Var(pub u32);
+
+/// An accumulator (a mutable scalar local) of a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Acc(pub u32);
+
+/// A scalar expression. Index arithmetic is ordinary `I64` arithmetic.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// The current value of a loop variable (i64).
+    Var(Var),
+    /// The run-time value of the program's dim number `n` (i64).
+    Dim(usize),
+    Int(i64, Ty),
+    Float(f64, Ty),
+    Bool(bool),
+    /// Element `index` (row-major flat) of a buffer, in the buffer's type.
+    Load {
+        buf: BufId,
+        index: Box<Expr>,
+    },
+    /// The current value of an accumulator.
+    Acc(Acc),
+    /// `op` in type `ty` (the operand's type).
+    Unary {
+        op: UnaryOp,
+        ty: Ty,
+        x: Box<Expr>,
+    },
+    /// `op` on two operands of type `ty`; comparisons give `Bool`. Integer division and
+    /// remainder are Python's (floor); a zero divisor sets the status and yields 0.
+    Binary {
+        op: BinaryOp,
+        ty: Ty,
+        a: Box<Expr>,
+        b: Box<Expr>,
+    },
+    /// `cond ? a : b`, evaluating only the branch taken (so a branch may hold a load that
+    /// is out of range when not taken).
+    Select {
+        cond: Box<Expr>,
+        a: Box<Expr>,
+        b: Box<Expr>,
+    },
+    /// Conversion from `from` to `to` (semantics of the IR's `cast`).
+    Cast {
+        from: Ty,
+        to: Ty,
+        x: Box<Expr>,
+    },
+    /// An index read from data: `index` (i64) if 0 ≤ index < len, else the status is set to
+    /// "index out of range" and the value is 0.
+    Checked {
+        index: Box<Expr>,
+        len: Box<Expr>,
+    },
+}
+
+/// How a loop is executed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sched {
+    Serial,
+    /// Iterations are independent: the runtime splits the range over its threads. Only a
+    /// kernel's outermost loop is parallel.
+    Parallel,
+}
+
+/// A statement of a loop body.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    Loop(Loop),
+    /// `buf[index] = value` (value converted to the buffer's type).
+    Store {
+        buf: BufId,
+        index: Expr,
+        value: Expr,
+    },
+    /// `acc = value` (value in the accumulator's type).
+    Assign {
+        acc: Acc,
+        value: Expr,
+    },
+    /// `if cond { body }`.
+    If {
+        cond: Expr,
+        body: Vec<Stmt>,
+    },
+}
+
+/// `for var in 0..extent { body }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loop {
+    pub var: Var,
+    pub extent: Expr,
+    pub sched: Sched,
+    pub body: Vec<Stmt>,
+}
+
+/// One kernel: a loop nest computing one buffer (or updating it, for `scatter_add`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    /// The symbol name in the generated code, `k<index>_<op>`.
+    pub name: String,
+    /// The IR node it computes and that node's operator name.
+    pub node: NodeId,
+    pub op: String,
+    /// The types of its accumulators, by number.
+    pub accs: Vec<Ty>,
+    /// The outermost loop; its range is what the runtime splits when it is parallel.
+    pub root: Loop,
+}
+
+/// Where a buffer's memory comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BufKind {
+    /// A run-time input, by name.
+    Input(String),
+    /// A weight, by checkpoint name.
+    Param(String),
+    /// A constant filled by the runtime with the project's seeded RNG.
+    Random { seed: u64, normal: bool },
+    /// Memory in the per-run arena.
+    Temp,
+}
+
+/// A buffer: a dense row-major tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffer {
+    pub kind: BufKind,
+    pub dtype: DType,
+    pub shape: Vec<DimExpr>,
+    /// The IR node whose value it holds.
+    pub node: NodeId,
+}
+
+impl Buffer {
+    /// The number of elements, symbolically.
+    pub fn numel(&self) -> DimExpr {
+        self.shape
+            .iter()
+            .fold(DimExpr::constant(1), |acc, d| acc.mul(d))
+    }
+}
+
+/// A lowered graph.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    /// The symbolic dims, in the graph's order: `Expr::Dim(n)` is `dims[n]`.
+    pub dims: Vec<String>,
+    pub buffers: Vec<Buffer>,
+    /// Kernels in execution order.
+    pub kernels: Vec<Kernel>,
+    /// The graph's outputs, by name, in declaration order.
+    pub outputs: Vec<(String, BufId)>,
+}
+
+impl Program {
+    pub fn buffer(&self, b: BufId) -> &Buffer {
+        &self.buffers[b.0 as usize]
+    }
+}
+
+impl Expr {
+    /// The type of the value.
+    pub fn ty(&self, p: &Program, k: &[Ty]) -> Ty {
+        match self {
+            Expr::Var(_) | Expr::Dim(_) | Expr::Checked { .. } => Ty::I64,
+            Expr::Int(_, t) | Expr::Float(_, t) => *t,
+            Expr::Bool(_) => Ty::Bool,
+            Expr::Load { buf, .. } => Ty::of(p.buffer(*buf).dtype).unwrap_or(Ty::F32),
+            Expr::Acc(a) => k[a.0 as usize],
+            Expr::Unary { ty, .. } => *ty,
+            Expr::Binary { op, ty, .. } => {
+                if op.is_comparison() {
+                    Ty::Bool
+                } else {
+                    *ty
+                }
+            }
+            Expr::Select { a, .. } => a.ty(p, k),
+            Expr::Cast { to, .. } => *to,
+        }
+    }
+
+    /// Visits every load's buffer.
+    pub fn for_each_load(&self, f: &mut impl FnMut(BufId)) {
+        match self {
+            Expr::Var(_)
+            | Expr::Dim(_)
+            | Expr::Int(..)
+            | Expr::Float(..)
+            | Expr::Bool(_)
+            | Expr::Acc(_) => {}
+            Expr::Load { buf, index } => {
+                f(*buf);
+                index.for_each_load(f);
+            }
+            Expr::Unary { x, .. } | Expr::Cast { x, .. } => x.for_each_load(f),
+            Expr::Binary { a, b, .. } => {
+                a.for_each_load(f);
+                b.for_each_load(f);
+            }
+            Expr::Select { cond, a, b } => {
+                cond.for_each_load(f);
+                a.for_each_load(f);
+                b.for_each_load(f);
+            }
+            Expr::Checked { index, len } => {
+                index.for_each_load(f);
+                len.for_each_load(f);
+            }
+        }
+    }
+}
+
+impl Stmt {
+    /// Visits every buffer read (`false`) and written (`true`).
+    pub fn for_each_access(&self, f: &mut impl FnMut(BufId, bool)) {
+        match self {
+            Stmt::Loop(l) => l.for_each_access(f),
+            Stmt::Store { buf, index, value } => {
+                index.for_each_load(&mut |b| f(b, false));
+                value.for_each_load(&mut |b| f(b, false));
+                f(*buf, true);
+            }
+            Stmt::Assign { value, .. } => value.for_each_load(&mut |b| f(b, false)),
+            Stmt::If { cond, body } => {
+                cond.for_each_load(&mut |b| f(b, false));
+                for s in body {
+                    s.for_each_access(f);
+                }
+            }
+        }
+    }
+}
+
+impl Loop {
+    pub fn for_each_access(&self, f: &mut impl FnMut(BufId, bool)) {
+        self.extent.for_each_load(&mut |b| f(b, false));
+        for s in &self.body {
+            s.for_each_access(f);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The kernel IR's text form (`seqc dump --stage kernels`): buffers with their sizes and live
+//! ranges, then every kernel's loop nest with its schedule tags.
+
+use super::plan::live_ranges;
+use super::{BufKind, Expr, Kernel, Loop, Program, Sched, Stmt, Ty};
+use crate::ir::BinaryOp;
+use crate::ir::op::{binary_name, unary_name};
+use std::fmt::Write;
+
+/// Prints a program.
+pub fn print_program(p: &Program) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "dims [{}]", p.dims.join(", "));
+    let lives = live_ranges(p);
+    for (i, b) in p.buffers.iter().enumerate() {
+        let shape: Vec<String> = b.shape.iter().map(|d| d.to_string()).collect();
+        let kind = match &b.kind {
+            BufKind::Input(n) => format!("input `{n}`"),
+            BufKind::Param(n) => format!("param `{n}`"),
+            BufKind::Random { seed, normal } => {
+                format!(
+                    "random {} seed {seed}",
+                    if *normal { "normal" } else { "uniform" }
+                )
+            }
+            BufKind::Temp => {
+                let l = lives.iter().find(|l| l.buf.0 as usize == i).expect("temp");
+                format!("arena live k{}..k{}", l.first, l.last)
+            }
+        };
+        let _ = writeln!(
+            s,
+            "b{i}: {}[{}] {kind} (node {})",
+            b.dtype,
+            shape.join(", "),
+            b.node
+        );
+    }
+    for k in &p.kernels {
+        print_kernel(&mut s, p, k);
+    }
+    for (name, b) in &p.outputs {
+        let _ = writeln!(s, "output `{name}` = b{}", b.0);
+    }
+    s
+}
+
+fn print_kernel(s: &mut String, p: &Program, k: &Kernel) {
+    let accs: Vec<String> = k
+        .accs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("a{i}: {}", t.name()))
+        .collect();
+    let _ = writeln!(
+        s,
+        "kernel {} (node {} `{}`) accs [{}] {{",
+        k.name,
+        k.node,
+        k.op,
+        accs.join(", ")
+    );
+    print_loop(s, p, &k.root, 1);
+    s.push_str("}\n");
+}
+
+fn print_loop(s: &mut String, p: &Program, l: &Loop, depth: usize) {
+    let pad = "  ".repeat(depth);
+    let tag = match l.sched {
+        Sched::Serial => "",
+        Sched::Parallel => "parallel ",
+    };
+    let _ = writeln!(
+        s,
+        "{pad}{tag}for i{} in 0..{} {{",
+        l.var.0,
+        expr(p, &l.extent)
+    );
+    print_body(s, p, &l.body, depth + 1);
+    let _ = writeln!(s, "{pad}}}");
+}
+
+fn print_body(s: &mut String, p: &Program, body: &[Stmt], depth: usize) {
+    let pad = "  ".repeat(depth);
+    for st in body {
+        match st {
+            Stmt::Loop(inner) => print_loop(s, p, inner, depth),
+            Stmt::If { cond, body } => {
+                let _ = writeln!(s, "{pad}if {} {{", expr(p, cond));
+                print_body(s, p, body, depth + 1);
+                let _ = writeln!(s, "{pad}}}");
+            }
+            Stmt::Store { buf, index, value } => {
+                let _ = writeln!(
+                    s,
+                    "{pad}b{}[{}] = {}",
+                    buf.0,
+                    expr(p, index),
+                    expr(p, value)
+                );
+            }
+            Stmt::Assign { acc, value } => {
+                let _ = writeln!(s, "{pad}a{} = {}", acc.0, expr(p, value));
+            }
+        }
+    }
+}
+
+fn infix(op: BinaryOp) -> Option<&'static str> {
+    Some(match op {
+        BinaryOp::Add => "+",
+        BinaryOp::Sub => "-",
+        BinaryOp::Mul => "*",
+        BinaryOp::Div => "/",
+        BinaryOp::Rem => "%",
+        BinaryOp::Lt => "<",
+        BinaryOp::Ge => ">=",
+        _ => return None,
+    })
+}
+
+/// One expression; i64 index arithmetic is infix, everything else `op.type(args)`.
+pub fn expr(p: &Program, e: &Expr) -> String {
+    match e {
+        Expr::Var(v) => format!("i{}", v.0),
+        Expr::Dim(n) => p.dims.get(*n).cloned().unwrap_or_else(|| format!("dim{n}")),
+        Expr::Int(v, Ty::I64) => v.to_string(),
+        Expr::Int(v, t) => format!("{v}:{}", t.name()),
+        Expr::Float(v, t) => format!("{v:?}:{}", t.name()),
+        Expr::Bool(b) => b.to_string(),
+        Expr::Load { buf, index } => format!("b{}[{}]", buf.0, expr(p, index)),
+        Expr::Acc(a) => format!("a{}", a.0),
+        Expr::Unary { op, ty, x } => format!("{}.{}({})", unary_name(*op), ty.name(), expr(p, x)),
+        Expr::Binary { op, ty, a, b } => match (ty, infix(*op)) {
+            (Ty::I64, Some(sym)) => format!("({} {sym} {})", expr(p, a), expr(p, b)),
+            _ => format!(
+                "{}.{}({}, {})",
+                binary_name(*op),
+                ty.name(),
+                expr(p, a),
+                expr(p, b)
+            ),
+        },
+        Expr::Select { cond, a, b } => {
+            format!("select({}, {}, {})", expr(p, cond), expr(p, a), expr(p, b))
+        }
+        Expr::Cast { from, to, x } => {
+            format!("cast.{}.{}({})", from.name(), to.name(), expr(p, x))
+        }
+        Expr::Checked { index, len } => {
+            format!("checked({}, {})", expr(p, index), expr(p, len))
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Unit tests of lowering to kernels: what is fused and what is materialised, live ranges,
+//! and the errors for what the backend cannot compile yet.
+
+use super::plan::live_ranges;
+use super::print::print_program;
+use super::{BufKind, KernelError, Sched, lower};
+use crate::frontend::load_str;
+use crate::ir::Graph;
+
+fn graph(body: &str) -> Graph {
+    load_str("t.seq", &format!("dim B, T;\n{body}")).expect("spec loads")
+}
+
+#[test]
+fn views_and_single_use_elementwise_chains_are_fused() {
+    // transpose → exp → + 1: one kernel, reading x through the transposed index map.
+    let p = lower(&graph(
+        "input x: f32[B, T];\noutput y = exp(transpose(x, [1, 0])) + 1.0;",
+    ))
+    .expect("lowers");
+    assert_eq!(p.kernels.len(), 1, "{}", print_program(&p));
+    let text = print_program(&p);
+    assert!(
+        text.contains("b1[((i1 * 1) + i0)]") || text.contains("b0[((i1 * T) + i0)]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("add.f32(exp.f32(b0[((i1 * T) + i0)]), 1.0:f32)"),
+        "{text}"
+    );
+    assert_eq!(p.kernels[0].root.sched, Sched::Parallel);
+}
+
+#[test]
+fn a_value_used_twice_is_materialised_once() {
+    let p = lower(&graph(
+        "input x: f32[B, T];\nlet e = exp(x);\noutput y = e * e;",
+    ))
+    .expect("lowers");
+    assert_eq!(p.kernels.len(), 2, "{}", print_program(&p));
+    assert_eq!(p.kernels[0].op, "exp");
+    assert_eq!(p.kernels[1].op, "mul");
+}
+
+#[test]
+fn reductions_have_an_accumulator_and_live_ranges_end_at_the_last_reader() {
+    let p = lower(&graph(
+        "input x: f32[B, T];\nlet s = exp(sum(x, axis = 1));\noutput y = s + 1.0;\noutput z = sum(x, axis = 0);",
+    ))
+    .expect("lowers");
+    let text = print_program(&p);
+    assert!(text.contains("a0 = add.f64(a0, cast.f32.f64(b0["), "{text}");
+    let lives = live_ranges(&p);
+    let temps: Vec<_> = p
+        .buffers
+        .iter()
+        .filter(|b| b.kind == BufKind::Temp)
+        .collect();
+    assert_eq!(lives.len(), temps.len());
+    // The sum is read only by the next kernel; the outputs live to the end.
+    let last = p.kernels.len() - 1;
+    assert_eq!((lives[0].first, lives[0].last), (0, 1), "{text}");
+    assert!(lives[1..].iter().all(|l| l.last == last), "{text}");
+}
+
+#[test]
+fn an_unsupported_operator_is_named_with_its_node() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-specs/rwkv4_recurrent.seq");
+    let g = crate::frontend::load_file(&path).expect("spec loads");
+    let e = lower(&g).unwrap_err();
+    assert!(matches!(e, KernelError::Unsupported { ref op, .. } if op == "scan_fn"));
+    let s = e.to_string();
+    assert!(
+        s.contains("`scan_fn` is not supported by the CPU backend yet") && s.contains("node %"),
+        "{s}"
+    );
+}
+
+#[test]
+fn sort_and_topk_rank_with_nan_largest_and_ties_by_index() {
+    let p = lower(&graph(
+        "input x: f32[B, T];\noutput y = topk(x, 2);\noutput i = argsort(x, descending = true);",
+    ))
+    .expect("lowers");
+    let text = print_program(&p);
+    // The top-k store is guarded by rank < k; the order treats NaN (x != x) as largest.
+    assert!(text.contains("if (a0 < 2) {"), "{text}");
+    assert!(text.contains("ne.f64("), "{text}");
+}
+
+#[test]
+fn an_unsupported_dtype_is_named() {
+    let e = lower(&graph("input x: f16[B, T];\noutput y = x + x;")).unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.contains("dtype f16") && s.contains("supported: f32, i32, i64, bool"),
+        "{s}"
+    );
+}
+
+#[test]
+fn scatter_add_is_a_parallel_copy_then_a_serial_update() {
+    let p = lower(&graph(
+        "input x: f32[B, T];\ninput i: i32[B, T];\noutput y = scatter_add(x, i, x, 1);",
+    ))
+    .expect("lowers");
+    assert_eq!(p.kernels.len(), 2);
+    assert_eq!(p.kernels[0].root.sched, Sched::Parallel);
+    assert_eq!(p.kernels[1].root.sched, Sched::Serial);
+    assert!(print_program(&p).contains("checked("));
+}

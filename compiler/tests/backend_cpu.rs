@@ -1,0 +1,253 @@
+//! The CPU backend against the interpreter: every spec in `ir-specs/` the backend supports is
+//! compiled (with and without the e-graph optimizer), loaded through the runtime and run at
+//! B = 2 and T ∈ {1, 7, 13}; every output must match the interpreter's within 1e-4 relative
+//! error (integer and bool outputs exactly). The specs the backend cannot compile yet are
+//! listed with the operator that stops each, so the gap is visible and the test fails when a
+//! listed spec starts working or a supported one stops.
+
+use seqc::ir::{DimBindings, Graph};
+use seqc::kernel::{self, KernelError};
+use seqc::{bind, frontend, interp, opt};
+use seqc_runtime::{HostTensor, Model, Weights};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Specs the CPU backend does not compile yet, with the first operator it refuses.
+const UNSUPPORTED: &[(&str, &str)] = &[("hf_rwkv", "scan_fn"), ("rwkv4_recurrent", "scan_fn")];
+
+const TS: [i64; 3] = [1, 7, 13];
+const TOL: f64 = 1e-4;
+
+fn specs() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-specs");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("ir-specs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seq"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Largest |a − b| over max |b|; NaN and infinities must coincide.
+fn rel_err(name: &str, got: &HostTensor, want: &HostTensor) -> Result<f64, String> {
+    if got.shape != want.shape || got.dtype() != want.dtype() {
+        return Err(format!(
+            "`{name}`: {}{:?} vs {}{:?}",
+            got.dtype(),
+            got.shape,
+            want.dtype(),
+            want.shape
+        ));
+    }
+    let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
+    let scale = w
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(0.0f64, |m, x| m.max(x.abs()));
+    let mut err = 0.0f64;
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        if !b.is_finite() || !a.is_finite() {
+            if !(a.is_nan() && b.is_nan() || a == b) {
+                return Err(format!("`{name}`[{i}]: {a} vs {b}"));
+            }
+            continue;
+        }
+        if !want.dtype().is_float() && a != b {
+            return Err(format!("`{name}`[{i}]: {a} vs {b} (must be exact)"));
+        }
+        err = err.max((a - b).abs() / scale.max(1e-6));
+    }
+    Ok(err)
+}
+
+/// Compiles `g` into a temporary artifact, then checks it at every T against the interpreter.
+/// Returns how many (T, output) pairs were compared.
+fn check(spec: &str, g: &Graph, label: &str) -> Result<usize, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    seqc::codegen::artifact::write_artifact(g, "test", dir.path(), false)
+        .map_err(|e| format!("{spec} ({label}): compile: {e}"))?;
+    let mut model: Option<Model> = None;
+    let mut compared = 0;
+    for t in TS {
+        let given: DimBindings = [("B".to_string(), 2), ("T".to_string(), t)]
+            .into_iter()
+            .collect();
+        let mut tensors = BTreeMap::new();
+        let bound = bind::bind_dims(g, &given, &tensors).map_err(|e| e.to_string())?;
+        bind::fill_missing(g, &bound, &mut tensors, 3).map_err(|e| e.to_string())?;
+        // A T the spec itself rejects (e.g. not a multiple of its block size) is skipped.
+        let Ok(want) = interp::run(g, &bound, &tensors) else {
+            continue;
+        };
+        let split = |leaves: Vec<&str>| -> BTreeMap<String, HostTensor> {
+            leaves
+                .into_iter()
+                .map(|n| (n.to_string(), tensors[n].clone()))
+                .collect()
+        };
+        let inputs = split(g.inputs().map(|(n, _)| n).collect());
+        if model.is_none() {
+            let params = split(g.params().map(|(n, _)| n).collect());
+            let w = Weights::from_tensors(&params).map_err(|e| e.to_string())?;
+            model = Some(Model::load(dir.path(), w).map_err(|e| format!("{spec}: load: {e}"))?);
+        }
+        let m = model.as_ref().expect("loaded");
+        let got = m
+            .run(&inputs, &bound)
+            .map_err(|e| format!("{spec} ({label}) T={t}: run: {e}"))?;
+        for (name, w) in &want {
+            let e =
+                rel_err(name, &got[name], w).map_err(|e| format!("{spec} ({label}) T={t}: {e}"))?;
+            if e > TOL {
+                return Err(format!(
+                    "{spec} ({label}) T={t}: `{name}` differs from the interpreter by {e:.3e} (relative)"
+                ));
+            }
+            compared += 1;
+        }
+    }
+    Ok(compared)
+}
+
+/// Checks the specs whose index in sorted order is `shard` mod `SHARDS` (the shards are
+/// separate tests so that the harness runs them in parallel).
+fn run_shard(shard: usize) {
+    let mut unsupported: Vec<(String, String)> = Vec::new();
+    let mut mine: Vec<String> = Vec::new();
+    let mut failures = Vec::new();
+    for (i, path) in specs().into_iter().enumerate() {
+        if i % SHARDS != shard {
+            continue;
+        }
+        let spec = path
+            .file_stem()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        mine.push(spec.clone());
+        let g = frontend::load_file(&path).unwrap_or_else(|e| panic!("{spec}: {e:?}"));
+        match kernel::lower(&g) {
+            Err(KernelError::Unsupported { op, .. }) => {
+                unsupported.push((spec, op));
+                continue;
+            }
+            Err(e) => {
+                failures.push(format!("{spec}: {e}"));
+                continue;
+            }
+            Ok(_) => {}
+        }
+        // As the compile path runs it: avoiding what the backend cannot lower yet.
+        let opts = opt::OptOptions {
+            avoid_ops: seqc::kernel::UNSUPPORTED_OPT_OPS.to_vec(),
+            ..Default::default()
+        };
+        let (o, _) = opt::optimize(&g, &opts).expect("optimizer");
+        for (label, graph) in [("ir", &g), ("opt", &o)] {
+            match check(&spec, graph, label) {
+                Ok(0) => failures.push(format!("{spec} ({label}): no T ran on the interpreter")),
+                Ok(_) => {}
+                Err(e) => failures.push(e),
+            }
+        }
+    }
+    let listed: Vec<(String, String)> = UNSUPPORTED
+        .iter()
+        .filter(|(s, _)| mine.iter().any(|m| m == s))
+        .map(|(s, o)| (s.to_string(), o.to_string()))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(
+        unsupported, listed,
+        "the specs the CPU backend refuses changed: update UNSUPPORTED"
+    );
+}
+
+const SHARDS: usize = 4;
+
+#[test]
+fn specs_match_the_interpreter_0() {
+    run_shard(0);
+}
+
+#[test]
+fn specs_match_the_interpreter_1() {
+    run_shard(1);
+}
+
+#[test]
+fn specs_match_the_interpreter_2() {
+    run_shard(2);
+}
+
+#[test]
+fn specs_match_the_interpreter_3() {
+    run_shard(3);
+}
+
+#[test]
+fn every_listed_unsupported_spec_exists() {
+    let names: Vec<String> = specs()
+        .iter()
+        .map(|p| p.file_stem().expect("name").to_string_lossy().into_owned())
+        .collect();
+    for (s, _) in UNSUPPORTED {
+        assert!(
+            names.iter().any(|n| n == s),
+            "UNSUPPORTED lists `{s}`, which is no spec"
+        );
+    }
+    assert!(names.len() > UNSUPPORTED.len());
+}
+
+/// Selection with NaN (the largest value) and ties (broken by index), against the interpreter.
+#[test]
+fn selection_with_nan_and_ties_matches_the_interpreter() {
+    let g = frontend::load_str(
+        "sel.seq",
+        "dim B, T;
+input x: f32[B, T];
+output s = sort(x);
+output sd = sort(x, descending = true);
+output a = argsort(x);
+output ad = argsort(x, descending = true);
+output k = topk(x, 3);
+output ks = argtopk(x, 2, largest = false);
+output m = argmax(x);",
+    )
+    .expect("spec loads");
+    let x = vec![
+        2.0,
+        f32::NAN,
+        -1.0,
+        2.0,
+        0.5,
+        f32::NAN,
+        -1.0,
+        7.0,
+        0.0,
+        -0.0,
+        3.0,
+        3.0,
+        f32::NAN,
+        1.0,
+    ];
+    let mut tensors = BTreeMap::new();
+    tensors.insert("x".to_string(), HostTensor::f32(vec![2, 7], x));
+    let dims: DimBindings = [("B".to_string(), 2), ("T".to_string(), 7)]
+        .into_iter()
+        .collect();
+    let want = interp::run(&g, &dims, &tensors).expect("interp");
+    let dir = tempfile::tempdir().expect("tempdir");
+    seqc::codegen::artifact::write_artifact(&g, "t", dir.path(), false).expect("compiles");
+    let m = Model::load(dir.path(), Weights::default()).expect("loads");
+    let got = m.run(&tensors, &bound_none()).expect("runs");
+    for (name, w) in &want {
+        assert_eq!(rel_err(name, &got[name], w), Ok(0.0), "{name}");
+    }
+}
+
+fn bound_none() -> DimBindings {
+    DimBindings::new()
+}

@@ -1,0 +1,98 @@
+//! End-to-end tests of the CPU backend's commands: `seqc compile`, `seqc dump --stage
+//! kernels|llvm`, `seqc run --backend cpu` (the same output as the interpreter), and the
+//! error for a spec the backend cannot compile yet.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+fn seqc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seqc"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("seqc runs")
+}
+
+fn ok(args: &[&str]) -> (String, String) {
+    let o = seqc(args);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(o.status.success(), "seqc {args:?} failed:\n{err}");
+    (out, err)
+}
+
+#[test]
+fn compile_writes_an_artifact_with_its_dumps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("la.seqc");
+    let (_, err) = ok(&[
+        "compile",
+        "ir-specs/linear_attention.seq",
+        "--target",
+        "cpu",
+        "--dumps",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        err.contains("compiled ir-specs/linear_attention.seq"),
+        "{err}"
+    );
+    for f in ["manifest.json", "kernels.so", "kernels.txt", "llvm.ll"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let m = seqc_runtime::artifact::Manifest::read(&out).expect("manifest reads back");
+    assert_eq!(m.dims, vec!["B".to_string(), "T".to_string()]);
+    assert_eq!(m.inputs.len(), 1);
+    assert!(!m.kernels.is_empty() && !m.params.is_empty());
+}
+
+#[test]
+fn run_on_cpu_prints_what_the_interpreter_prints() {
+    for spec in ["ir-specs/mamba.seq", "ir-specs/softmax_attention.seq"] {
+        let args = ["run", spec, "--dims", "B=2,T=5", "--seed", "4"];
+        let (interp, _) = ok(&args);
+        let (cpu, err) = ok(&[&args[..], &["--backend", "cpu"]].concat());
+        assert!(err.contains("with cpu at B=2,T=5"), "{err}");
+        assert_eq!(cpu, interp, "{spec}");
+    }
+}
+
+#[test]
+fn dump_kernels_and_llvm() {
+    let (k, _) = ok(&["dump", "ir-specs/lru.seq", "--stage", "kernels"]);
+    assert!(
+        k.contains("kernel k0_") && k.contains("parallel for"),
+        "{k}"
+    );
+    let (l, _) = ok(&["dump", "ir-specs/lru.seq", "--stage", "llvm"]);
+    assert!(l.contains("define void @k0_"), "{l}");
+}
+
+#[test]
+fn an_unsupported_spec_is_a_clear_error() {
+    let o = seqc(&[
+        "run",
+        "ir-specs/rwkv4_recurrent.seq",
+        "--dims",
+        "B=1,T=8",
+        "--backend",
+        "cpu",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`scan_fn` is not supported by the CPU backend yet")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+}

@@ -1,0 +1,416 @@
+//! A loaded, runnable model: an artifact checked and opened, its weights bound, and a thread
+//! pool. [`Model::run`] binds the symbolic dims from the inputs' shapes, checks every input,
+//! places the arena for those dims, runs the kernels in order and returns the outputs.
+//!
+//! A `Model` is immutable after loading: it can be called repeatedly and from several
+//! threads at once (each call has its own arena). Memory-mapped weight files must not be
+//! modified or truncated while the model is alive.
+//!
+//! ```no_run
+//! use seqc_runtime::{HostTensor, Model, Weights};
+//! use std::collections::BTreeMap;
+//!
+//! let weights = Weights::open(&["model.safetensors"])?;
+//! let model = Model::load("model.seqc".as_ref(), weights)?;
+//! let mut inputs = BTreeMap::new();
+//! inputs.insert("x".to_string(), HostTensor::f32(vec![1, 7, 64], vec![0.0; 7 * 64]));
+//! let outputs = model.run(&inputs, &Default::default())?;
+//! println!("{:?}", outputs["y"].shape);
+//! # Ok::<(), seqc_runtime::ModelError>(())
+//! ```
+
+mod error;
+mod exec;
+pub mod features;
+pub mod plan;
+mod weights;
+
+pub use error::ModelError;
+pub use weights::{Weight, Weights};
+
+use crate::artifact::{ArtifactError, BufferKind, Manifest, TensorSig};
+use crate::sym::DimValues;
+use crate::{DType, HostTensor, TensorData};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Load-time options.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Worker threads for parallel loops (default: the machine's available parallelism).
+    pub threads: Option<usize>,
+}
+
+/// A compiled model ready to run.
+pub struct Model {
+    manifest: Manifest,
+    kernels: exec::Kernels,
+    weights: Weights,
+    pool: rayon::ThreadPool,
+}
+
+fn describe(dtype: DType, shape: &[impl std::fmt::Display]) -> String {
+    let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("{dtype}[{}]", s.join(", "))
+}
+
+impl Model {
+    /// Loads the artifact directory `dir` with `weights`, using default options.
+    pub fn load(dir: &Path, weights: Weights) -> Result<Model, ModelError> {
+        Self::load_with(dir, weights, &Options::default())
+    }
+
+    /// Loads an artifact: checks the format version, the target against this CPU, the
+    /// library's hash, and the weights against the parameter list (names, dtypes, ranks and
+    /// constant dims; symbolic dims are checked per call).
+    pub fn load_with(dir: &Path, weights: Weights, opts: &Options) -> Result<Model, ModelError> {
+        let path = dir.display().to_string();
+        let manifest = Manifest::read(dir)?;
+        check_target(&manifest, &path)?;
+        let lib = manifest.checked_library(dir)?;
+        let kernels = exec::Kernels::open(&lib, &manifest.kernels, &path)?;
+        check_weights(&manifest, &weights)?;
+        let threads = opts.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .map_err(|e| ModelError::Size {
+                what: "thread pool".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Model {
+            manifest,
+            kernels,
+            weights,
+            pool,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Runs the model. Dims are bound from the inputs' (and weights') shapes; `dims` gives
+    /// any that no shape determines, and must agree with the shapes for the others.
+    pub fn run(
+        &self,
+        inputs: &BTreeMap<String, HostTensor>,
+        dims: &DimValues,
+    ) -> Result<BTreeMap<String, HostTensor>, ModelError> {
+        let m = &self.manifest;
+        for name in inputs.keys() {
+            if !m.inputs.iter().any(|t| &t.name == name) {
+                return Err(ModelError::ExtraInput {
+                    name: name.clone(),
+                    known: m
+                        .inputs
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        let mut given: Vec<(&TensorSig, DType, &[usize], &'static str)> = Vec::new();
+        for sig in &m.inputs {
+            let t = inputs
+                .get(&sig.name)
+                .ok_or_else(|| ModelError::MissingInput {
+                    name: sig.name.clone(),
+                    expected: describe(sig.dtype, &sig.shape),
+                })?;
+            given.push((sig, t.dtype(), &t.shape, "input"));
+        }
+        for sig in &m.params {
+            let w = &self.weights.tensors[&sig.name];
+            given.push((sig, w.dtype, &w.shape, "weight"));
+        }
+        let bound = bind_dims(m, &given, dims)?;
+        let dim_vals: Vec<i64> = m.dims.iter().map(|d| bound[d]).collect();
+        // Buffer pointers: inputs, weights, random fills and the arena.
+        let mut ptrs: Vec<*mut u8> = vec![std::ptr::null_mut(); m.buffers.len()];
+        let numel = |k: usize| -> Result<usize, ModelError> {
+            let n = m.buffers[k]
+                .numel
+                .eval(&bound)
+                .map_err(|reason| ModelError::Size {
+                    what: format!("buffer {k}"),
+                    reason,
+                })?;
+            usize::try_from(n)
+                .ok()
+                .filter(|n| n.checked_mul(8).is_some_and(|b| b < (1usize << 46)))
+                .ok_or_else(|| ModelError::Size {
+                    what: format!("buffer {k}"),
+                    reason: format!("{n} elements is not a usable size"),
+                })
+        };
+        let mut randoms: Vec<Vec<f32>> = Vec::new();
+        let mut reqs = Vec::new();
+        let mut arena_bufs = Vec::new();
+        for (k, b) in m.buffers.iter().enumerate() {
+            let n = numel(k)?;
+            match &b.kind {
+                BufferKind::Input(name) => {
+                    ptrs[k] = weights::tensor_ptr(&inputs[name]).cast_mut();
+                }
+                BufferKind::Param(name) => {
+                    ptrs[k] = self.weights.tensors[name].ptr().cast_mut();
+                }
+                BufferKind::Random { seed, normal } => {
+                    let mut v = crate::rng::fill(*seed, n, *normal);
+                    ptrs[k] = v.as_mut_ptr().cast();
+                    randoms.push(v);
+                }
+                BufferKind::Arena { first, last } => {
+                    reqs.push(plan::Request {
+                        bytes: n * b.dtype.size_bytes(),
+                        first: *first,
+                        last: *last,
+                    });
+                    arena_bufs.push(k);
+                }
+            }
+        }
+        let (offsets, total) = plan::place(&reqs);
+        let mut arena = vec![0u64; (total + plan::ALIGN) / 8 + 1];
+        let base = arena.as_mut_ptr().cast::<u8>();
+        let skew = base.align_offset(plan::ALIGN);
+        for (k, off) in arena_bufs.iter().zip(&offsets) {
+            ptrs[*k] = base.wrapping_add(skew + off);
+        }
+        for (i, k) in m.kernels.iter().enumerate() {
+            let extent = k.extent.eval(&bound).map_err(|reason| ModelError::Size {
+                what: format!("kernel `{}`", k.symbol),
+                reason,
+            })?;
+            let status = self
+                .kernels
+                .run_kernel(i, &ptrs, &dim_vals, extent, k.parallel, &self.pool);
+            if status != 0 {
+                return Err(ModelError::Kernel {
+                    symbol: k.symbol.clone(),
+                    node: k.node.clone(),
+                    op: k.op.clone(),
+                    reason: match status {
+                        1 => "an index read from data is out of range".into(),
+                        2 => "integer division by zero".into(),
+                        s => format!("status {s}"),
+                    },
+                });
+            }
+        }
+        let mut out = BTreeMap::new();
+        for sig in &m.outputs {
+            let shape = eval_shape(sig, &bound)?;
+            let n = shape.iter().product::<usize>();
+            let t = read_buffer(ptrs[sig.buffer], sig.dtype, n);
+            out.insert(sig.name.clone(), HostTensor::new(&sig.name, shape, t)?);
+        }
+        drop(randoms);
+        drop(arena);
+        Ok(out)
+    }
+}
+
+/// Copies `n` elements of `dtype` out of a buffer.
+#[allow(unsafe_code)]
+fn read_buffer(p: *const u8, dtype: DType, n: usize) -> TensorData {
+    // SAFETY: `p` points at a live buffer of at least `n` elements of `dtype`, aligned for
+    // it (inputs and weights by construction, arena offsets by `plan::ALIGN`), that no
+    // kernel writes any more.
+    unsafe {
+        match dtype {
+            DType::F32 => TensorData::F32(std::slice::from_raw_parts(p.cast(), n).to_vec()),
+            DType::F16 => TensorData::F16(std::slice::from_raw_parts(p.cast(), n).to_vec()),
+            DType::BF16 => TensorData::BF16(std::slice::from_raw_parts(p.cast(), n).to_vec()),
+            DType::I32 => TensorData::I32(std::slice::from_raw_parts(p.cast(), n).to_vec()),
+            DType::I64 => TensorData::I64(std::slice::from_raw_parts(p.cast(), n).to_vec()),
+            DType::Bool => TensorData::Bool(
+                std::slice::from_raw_parts(p, n)
+                    .iter()
+                    .map(|b| *b != 0)
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn eval_shape(sig: &TensorSig, dims: &DimValues) -> Result<Vec<usize>, ModelError> {
+    sig.shape
+        .iter()
+        .map(|d| {
+            let v = d.eval(dims).map_err(|reason| ModelError::Size {
+                what: format!("`{}`", sig.name),
+                reason,
+            })?;
+            usize::try_from(v).map_err(|_| ModelError::Size {
+                what: format!("`{}`", sig.name),
+                reason: format!("dim {d} evaluates to {v}"),
+            })
+        })
+        .collect()
+}
+
+/// Binds every dim: from shapes whose axis is exactly a dim, then `given`; checks that every
+/// shape then evaluates to the tensor's actual shape and dtype.
+fn bind_dims(
+    m: &Manifest,
+    tensors: &[(&TensorSig, DType, &[usize], &'static str)],
+    given: &DimValues,
+) -> Result<DimValues, ModelError> {
+    let mut bound = DimValues::new();
+    for (name, v) in given {
+        if !m.dims.contains(name) {
+            return Err(ModelError::Dim {
+                dim: name.clone(),
+                reason: format!(
+                    "the model has no such dim (its dims: {})",
+                    m.dims.join(", ")
+                ),
+            });
+        }
+        if *v < 0 {
+            return Err(ModelError::Dim {
+                dim: name.clone(),
+                reason: format!("given as {v}; dims are non-negative"),
+            });
+        }
+        bound.insert(name.clone(), *v);
+    }
+    for (sig, dtype, shape, kind) in tensors {
+        let mismatch = || ModelError::Mismatch {
+            kind,
+            name: sig.name.clone(),
+            expected: describe(sig.dtype, &sig.shape),
+            found: describe(*dtype, shape),
+        };
+        if *dtype != sig.dtype || shape.len() != sig.shape.len() {
+            return Err(mismatch());
+        }
+        for (d, &n) in sig.shape.iter().zip(shape.iter()) {
+            if let Some(name) = d.as_dim() {
+                bound.entry(name.to_string()).or_insert(n as i64);
+            }
+        }
+    }
+    if let Some(d) = m.dims.iter().find(|d| !bound.contains_key(*d)) {
+        return Err(ModelError::Dim {
+            dim: d.clone(),
+            reason: "no input shape determines it; give its value".into(),
+        });
+    }
+    for (sig, dtype, shape, kind) in tensors {
+        let want = eval_shape(sig, &bound)?;
+        if want != *shape {
+            return Err(ModelError::Mismatch {
+                kind,
+                name: sig.name.clone(),
+                expected: format!(
+                    "{} = {}",
+                    describe(sig.dtype, &sig.shape),
+                    describe(sig.dtype, &want)
+                ),
+                found: describe(*dtype, shape),
+            });
+        }
+    }
+    Ok(bound)
+}
+
+/// The artifact's architecture and CPU features must be this machine's.
+fn check_target(m: &Manifest, path: &str) -> Result<(), ModelError> {
+    let arch = features::triple_arch(&m.target.triple);
+    if arch != std::env::consts::ARCH {
+        return Err(ArtifactError::Target {
+            path: path.to_string(),
+            expected: m.target.triple.clone(),
+            found: std::env::consts::ARCH.to_string(),
+        }
+        .into());
+    }
+    let missing: Vec<&str> = m
+        .target
+        .features
+        .iter()
+        .filter(|f| features::host_has(f) != Some(true))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ArtifactError::Target {
+            path: path.to_string(),
+            expected: format!(
+                "a {} CPU with {}",
+                m.target.cpu,
+                m.target.features.join(",")
+            ),
+            found: format!("a CPU lacking {}", missing.join(",")),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Every parameter present with its dtype, rank and constant dims; no extra tensors.
+fn check_weights(m: &Manifest, w: &Weights) -> Result<(), ModelError> {
+    for name in w.names() {
+        if !m.params.iter().any(|p| p.name == name) {
+            return Err(ModelError::ExtraWeight {
+                name: name.to_string(),
+                known: m
+                    .params
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    for p in &m.params {
+        let t = w
+            .tensors
+            .get(&p.name)
+            .ok_or_else(|| ModelError::MissingWeight {
+                name: p.name.clone(),
+                expected: describe(p.dtype, &p.shape),
+            })?;
+        let consts_ok = p
+            .shape
+            .iter()
+            .zip(&t.shape)
+            .all(|(d, &n)| d.eval(&DimValues::new()).map_or(true, |v| v == n as i64));
+        if t.dtype != p.dtype || t.shape.len() != p.shape.len() || !consts_ok {
+            return Err(ModelError::Mismatch {
+                kind: "weight",
+                name: p.name.clone(),
+                expected: describe(p.dtype, &p.shape),
+                found: format!("{} (from {})", describe(t.dtype, &t.shape), t.source),
+            });
+        }
+        if t.bytes() != t.shape.iter().product::<usize>() * t.dtype.size_bytes() {
+            return Err(ModelError::Mismatch {
+                kind: "weight",
+                name: p.name.clone(),
+                expected: format!(
+                    "{} bytes",
+                    t.shape.iter().product::<usize>() * t.dtype.size_bytes()
+                ),
+                found: format!("{} bytes", t.bytes()),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn model_is_send_and_sync() {
+        fn both<T: Send + Sync>() {}
+        both::<super::Model>();
+    }
+}
