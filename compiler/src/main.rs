@@ -156,15 +156,41 @@ enum Cmd {
     },
 }
 
+/// `print!` to stdout returning the write's result, so that a closed pipe (`seqc info X |
+/// head`) ends the command quietly instead of panicking as `print!` does.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `println!` to stdout returning the write's result (see `out!`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
+        // The reader of stdout went away: nothing left to say to anyone.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Loads a spec, printing its diagnostics on failure.
@@ -188,7 +214,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
-            println!(
+            outln!(
                 "ok: {} ({} dims, {} params, {} inputs, {} outputs, {} nodes)",
                 file.display(),
                 g.dims.len(),
@@ -196,7 +222,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 g.inputs().count(),
                 g.outputs.len(),
                 g.nodes.len()
-            );
+            )?;
         }
         Cmd::Dump {
             file,
@@ -219,7 +245,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     }
                 };
                 match frontend::parse(&file.display().to_string(), &src) {
-                    Ok(p) => print!("{}", seqc::syntax::print::print_program(&p)),
+                    Ok(p) => out!("{}", seqc::syntax::print::print_program(&p))?,
                     Err(e) => {
                         eprint!("{}", e.render(std::io::stderr().is_terminal()));
                         return Ok(ExitCode::FAILURE);
@@ -230,7 +256,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 let Some(g) = load(&file, &config)? else {
                     return Ok(ExitCode::FAILURE);
                 };
-                print!("{}", seqc::ir::print::print_graph(&g));
+                out!("{}", seqc::ir::print::print_graph(&g))?;
             }
             Stage::Kernels | Stage::Llvm => {
                 let Some(g) = load(&file, &config)? else {
@@ -238,8 +264,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 };
                 let p = seqc::kernel::lower(&g)?;
                 match stage {
-                    Stage::Kernels => print!("{}", seqc::kernel::print::print_program(&p)),
-                    _ => print!("{}", seqc::codegen::cpu::llvm_ir(&p, false)?),
+                    Stage::Kernels => out!("{}", seqc::kernel::print::print_program(&p))?,
+                    _ => out!("{}", seqc::codegen::cpu::llvm_ir(&p, false)?)?,
                 }
             }
             Stage::Opt => {
@@ -247,9 +273,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 };
                 let (opt, report) = optimize(&g, &dims)?;
-                print!("{}", seqc::ir::print::print_graph(&opt));
+                out!("{}", seqc::ir::print::print_graph(&opt))?;
                 if explain {
-                    print!("{}", report.explain());
+                    out!("{}", report.explain())?;
                 }
             }
         },
@@ -310,13 +336,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 "stage": stage.name(),
                 "dims": bound,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?)?;
         }
         Cmd::Info { file, config } => {
             let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
-            println!("{}", serde_json::to_string_pretty(&seqc::info::info(&g))?);
+            outln!("{}", serde_json::to_string_pretty(&seqc::info::info(&g))?)?;
         }
         Cmd::Run {
             file,
@@ -374,7 +400,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let dims_s: Vec<String> = bound.iter().map(|(k, v)| format!("{k}={v}")).collect();
             eprintln!("ran {} with {name} at {}", file.display(), dims_s.join(","));
             for (name, t) in &outs {
-                println!("{}", summarize(name, t));
+                outln!("{}", summarize(name, t))?;
             }
             if let Some(o) = output {
                 io::write_safetensors(&o, &outs)

@@ -286,3 +286,20 @@ fn hf_longformer_takes_attention_window_as_a_list_or_one_int() {
     assert_eq!(c, Some(1));
     assert!(e.contains("must have num_hidden_layers entries"), "{e}");
 }
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    // `seqc info X | head -0`: the reader is gone before anything is written. The write
+    // fails with a broken pipe, which must not panic.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_seqc"))
+        .args(["info", "ir-specs/hf_llama.seq"])
+        .current_dir(root())
+        .stdout(writer)
+        .output()
+        .expect("seqc runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+}
