@@ -303,3 +303,46 @@ fn a_closed_stdout_ends_the_command_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(o.status.code(), Some(0), "{err}");
 }
+
+#[test]
+fn hf_reformer_reads_its_axial_position_shapes_from_the_config() {
+    let info = |cfg: &str| {
+        let p = tmp(&format!("axial-{}.json", cfg.len()));
+        std::fs::write(&p, cfg).unwrap();
+        let o = seqc(&[
+            "info",
+            "ir-specs/hf_reformer.seq",
+            "--config",
+            p.to_str().unwrap(),
+        ]);
+        let (out, err) = text(&o);
+        (o.status.code(), out, err)
+    };
+    let (code, out, err) =
+        info(r#"{"hidden_size": 16, "axial_pos_shape": [8, 4], "axial_pos_embds_dim": [6, 10]}"#);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let shape = |name: &str| -> Vec<String> {
+        let p = v["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no param {name}"));
+        serde_json::from_value(p["shape"].clone()).unwrap()
+    };
+    assert_eq!(
+        shape("embeddings.position_embeddings.weights.0"),
+        ["8", "1", "6"]
+    );
+    assert_eq!(
+        shape("embeddings.position_embeddings.weights.1"),
+        ["1", "4", "10"]
+    );
+    let (code, _, err) = info(r#"{"hidden_size": 16, "axial_pos_embds_dim": [6, 6]}"#);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("axial_pos_embds_dim must sum to hidden_size"),
+        "{err}"
+    );
+}
