@@ -25,17 +25,26 @@ fn max_rel_err(ir: &str) -> f64 {
         .inputs()
         .map(|(n, _)| (n.to_string(), tensors[n].clone()))
         .collect();
-    let model = Model::load(dir.path(), Weights::from_tensors(&BTreeMap::new()).expect("w"))
-        .expect("loads");
+    let model = Model::load(
+        dir.path(),
+        Weights::from_tensors(&BTreeMap::new()).expect("w"),
+    )
+    .expect("loads");
     let got = model.run(&inputs, &bound).expect("runs");
     let mut worst = 0.0f64;
     for (name, w) in &want {
         let (a, b) = (got[name].to_f64_vec(), w.to_f64_vec());
         assert_eq!(got[name].shape, w.shape, "`{name}`");
-        let scale = b.iter().filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs()));
+        let scale = b
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold(0.0f64, |m, x| m.max(x.abs()));
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
             if !x.is_finite() || !y.is_finite() {
-                assert!(x.is_nan() && y.is_nan() || x == y, "`{name}`[{i}]: {x} vs {y}");
+                assert!(
+                    x.is_nan() && y.is_nan() || x == y,
+                    "`{name}`[{i}]: {x} vs {y}"
+                );
                 continue;
             }
             worst = worst.max((x - y).abs() / scale.max(1e-6));
@@ -46,7 +55,11 @@ fn max_rel_err(ir: &str) -> f64 {
 
 /// q, k, v: [B, 2, T, 3|3|4] and a log-decay g = −softplus(x) of shape `g_shape`.
 fn linear_attn_ir(strict: bool, per_channel: bool) -> String {
-    let gs = if per_channel { "[B, 2, T, 3]" } else { "[B, 2, T]" };
+    let gs = if per_channel {
+        "[B, 2, T, 3]"
+    } else {
+        "[B, 2, T]"
+    };
     format!(
         "graph(B, T) {{
   %0 = input \"q\" : f32[B, 2, T, 3]
@@ -69,7 +82,10 @@ fn linear_attn_matches_the_interpreter_across_partial_chunks() {
     for strict in [false, true] {
         for per_channel in [false, true] {
             let e = max_rel_err(&linear_attn_ir(strict, per_channel));
-            assert!(e < 1e-4, "strict={strict} per_channel={per_channel}: {e:.3e}");
+            assert!(
+                e < 1e-4,
+                "strict={strict} per_channel={per_channel}: {e:.3e}"
+            );
         }
     }
 }

@@ -41,7 +41,11 @@ impl Lowerer<'_> {
         let idx: Vec<Expr> = vars.iter().map(|v| var(*v)).collect();
         let lead = &idx[..r - 2];
         let t = idx[r - 2].clone();
-        let top = if strict { sub(t.clone(), int(1)) } else { t.clone() };
+        let top = if strict {
+            sub(t.clone(), int(1))
+        } else {
+            t.clone()
+        };
         let count = add(top.clone(), int(1));
         let s = sub(top, var(j));
         let at = |time: Expr, last: Expr| {
@@ -163,10 +167,7 @@ impl Lowerer<'_> {
             to: ty,
             x: Box::new(Expr::Acc(dot)),
         };
-        let x = widen(
-            wbin(BinaryOp::Mul, ty, rounded, Expr::Float(scale, ty)),
-            ty,
-        );
+        let x = widen(wbin(BinaryOp::Mul, ty, rounded, Expr::Float(scale, ty)), ty);
         let score = |extra: Vec<Stmt>| {
             let mut body = vec![
                 assign(dot, Expr::Float(0.0, Ty::F64)),

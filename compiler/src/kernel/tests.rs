@@ -167,7 +167,10 @@ fn a_malformed_fused_body_is_named() {
     };
     body.outputs[0].1 = crate::ir::NodeId(1);
     let s = lower(&g).unwrap_err().to_string();
-    assert!(s.contains("the body returns f32[B, T], the node has type f32[B]"), "{s}");
+    assert!(
+        s.contains("the body returns f32[B, T], the node has type f32[B]"),
+        "{s}"
+    );
 }
 
 #[test]
