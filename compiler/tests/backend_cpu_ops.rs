@@ -1,7 +1,7 @@
 //! The CPU backend's lowering of the optimizer's operators (`fused`, `linear_attn`,
-//! `attention`) against the interpreter on hand-written IR where T is not a multiple of the
+//! `attention`, `attention_lse`) against the interpreter on hand-written IR where T is not a multiple of the
 //! chunk or tiles (T = 37, chunk 16, tiles 4 × 3), with decays, strict causality, batch
-//! broadcasting and a row with no visible key (NaN in both).
+//! broadcasting and a row with no visible key (NaN in both; its lse is −∞).
 
 use seqc::ir::{DimBindings, parse::parse_graph};
 use seqc::{bind, interp};
@@ -107,7 +107,12 @@ fn attention_matches_the_interpreter_with_small_tiles_and_broadcast_batch() {
   %1 = input \"k\" : f32[B, 1, T, 3]
   %2 = input \"v\" : f32[B, 1, T, 5]
   %3 = attention(%0, %1, %2) mask=\"{mask}\" scale=0.5 tile_q=4 tile_k=3 : f32[B, 2, T, 5]
+  %4 = attention_lse(%0, %1, %2) mask=\"{mask}\" scale=0.5 tile_q=4 tile_k=3 : (f32[B, 2, T, 5], f32[B, 2, T, 1])
+  %5 = extract(%4) index=0 : f32[B, 2, T, 5]
+  %6 = extract(%4) index=1 : f32[B, 2, T, 1]
   output \"y\" = %3
+  output \"y_lse_out\" = %5
+  output \"lse\" = %6
 }}
 "
         );

@@ -112,15 +112,19 @@ impl Lowerer<'_> {
     /// `attention`, per query row (…, t): a first pass over the visible keys finds the
     /// row's max score m; then per column e one more pass sums p = e^{x − m} and p · v[s, e]
     /// and stores their quotient (NaN when no key is visible, as the interpreter gives).
-    /// The score x = r(r(Σ_d q·k) · r(scale)) is recomputed in each pass.
+    /// The score x = r(r(Σ_d q·k) · r(scale)) is recomputed in each pass. `src` is the node
+    /// whose inputs are q, k, v (`id` itself, or the `attention_lse` that `id` extracts
+    /// from); with `lse` the one column stored is m + log Σ e^{x − m} (−∞ with no key).
     pub(super) fn attention(
         &mut self,
         id: NodeId,
         out: BufId,
+        src: NodeId,
         mask: &Mask,
         scale: f64,
+        lse: bool,
     ) -> Result<Loop, KernelError> {
-        let ins = self.g.node(id).inputs.clone();
+        let ins = self.g.node(src).inputs.clone();
         let ty = self.ty(id);
         let shape = self.shapes[id.index()].clone();
         let r = shape.len();
@@ -134,6 +138,9 @@ impl Lowerer<'_> {
             self.shapes[ins[0].index()].len(),
             self.shapes[ins[1].index()].len(),
         );
+        if rq < 2 || rk < 2 {
+            return Err(self.invalid(id, "expects q and k of rank ≥ 2"));
+        }
         let dd = self.shapes[ins[0].index()][rq - 1].clone();
         let ss = self.shapes[ins[1].index()][rk - 2].clone();
         let vars: Vec<Var> = shape.iter().map(|_| self.var()).collect();
@@ -209,22 +216,38 @@ impl Lowerer<'_> {
                 wbin(BinaryOp::Max, Ty::F64, Expr::Acc(m), x),
             )])],
         );
-        let second = serial(
-            s,
-            ss,
-            vec![score(vec![
-                assign(l, wbin(BinaryOp::Add, Ty::F64, Expr::Acc(l), p.clone())),
-                assign(
-                    a,
-                    wbin(
-                        BinaryOp::Add,
-                        Ty::F64,
-                        Expr::Acc(a),
-                        wbin(BinaryOp::Mul, Ty::F64, p, widen(vv, ty)),
-                    ),
+        let mut sums = vec![assign(
+            l,
+            wbin(BinaryOp::Add, Ty::F64, Expr::Acc(l), p.clone()),
+        )];
+        if !lse {
+            sums.push(assign(
+                a,
+                wbin(
+                    BinaryOp::Add,
+                    Ty::F64,
+                    Expr::Acc(a),
+                    wbin(BinaryOp::Mul, Ty::F64, p, widen(vv, ty)),
                 ),
-            ])],
-        );
+            ));
+        }
+        let second = serial(s, ss, vec![score(sums)]);
+        let (value, none) = if lse {
+            let log = Expr::Unary {
+                op: UnaryOp::Log,
+                ty: Ty::F64,
+                x: Box::new(Expr::Acc(l)),
+            };
+            (
+                wbin(BinaryOp::Add, Ty::F64, Expr::Acc(m), log),
+                f64::NEG_INFINITY,
+            )
+        } else {
+            (
+                wbin(BinaryOp::Div, Ty::F64, Expr::Acc(a), Expr::Acc(l)),
+                f64::NAN,
+            )
+        };
         let quotient = Expr::Select {
             cond: Box::new(wbin(
                 BinaryOp::Gt,
@@ -232,8 +255,8 @@ impl Lowerer<'_> {
                 Expr::Acc(l),
                 Expr::Float(0.0, Ty::F64),
             )),
-            a: Box::new(wbin(BinaryOp::Div, Ty::F64, Expr::Acc(a), Expr::Acc(l))),
-            b: Box::new(Expr::Float(f64::NAN, Ty::F64)),
+            a: Box::new(value),
+            b: Box::new(Expr::Float(none, Ty::F64)),
         };
         let column = vec![
             assign(l, Expr::Float(0.0, Ty::F64)),

@@ -104,6 +104,12 @@ impl<'g> Lowerer<'g> {
         for (i, n) in g.nodes.iter().enumerate() {
             let id = NodeId(i as u32);
             let op = n.op.name().to_string();
+            if matches!(n.op, Op::AttentionLse { .. }) {
+                // A tuple with no buffer: each `extract` of it is computed by its own kernel.
+                shapes.push(Vec::new());
+                inline.push(false);
+                continue;
+            }
             let Some(t) = n.ty.tensor() else {
                 return Err(KernelError::Unsupported {
                     node: id,
@@ -209,6 +215,7 @@ impl<'g> Lowerer<'g> {
                 );
                 return Ok(());
             }
+            Op::AttentionLse { .. } => return Ok(()),
             _ if self.inline[id.index()] => return Ok(()),
             _ => {}
         }
@@ -256,7 +263,24 @@ impl<'g> Lowerer<'g> {
             }
             Op::ScatterAdd { axis } => self.scatter_add(id, out, *axis)?,
             Op::LinearAttn { strict, .. } => vec![self.linear_attn(id, out, *strict)?],
-            Op::Attention { mask, scale, .. } => vec![self.attention(id, out, mask, *scale)?],
+            Op::Attention { mask, scale, .. } => {
+                vec![self.attention(id, out, id, mask, *scale, false)?]
+            }
+            Op::Extract { index } => {
+                let src = n.inputs[0];
+                match &self.g.node(src).op {
+                    Op::AttentionLse { mask, scale, .. } if *index < 2 => {
+                        vec![self.attention(id, out, src, mask, *scale, *index == 1)?]
+                    }
+                    _ => {
+                        return Err(KernelError::Unsupported {
+                            node: id,
+                            op: n.op.name().to_string(),
+                            ty: n.ty.to_string(),
+                        });
+                    }
+                }
+            }
             _ => {
                 return Err(KernelError::Unsupported {
                     node: id,

@@ -196,17 +196,21 @@ fn linear_attn_and_attention_are_direct_loop_nests() {
 }
 
 #[test]
-fn attention_lse_is_still_refused_by_name() {
-    let e = lower(&ir("graph(B, T) {
+fn each_extract_of_attention_lse_is_one_kernel() {
+    let p = lower(&ir("graph(B, T) {
   %0 = input \"q\" : f32[B, T, 2]
   %1 = attention_lse(%0, %0, %0) mask=\"true\" scale=1.0 tile_q=2 tile_k=2 : (f32[B, T, 2], f32[B, T, 1])
   %2 = extract(%1) index=0 : f32[B, T, 2]
+  %3 = extract(%1) index=1 : f32[B, T, 1]
   output \"y\" = %2
+  output \"l\" = %3
 }
 "))
-    .unwrap_err();
-    assert!(
-        matches!(e, KernelError::Unsupported { ref op, .. } if op == "attention_lse"),
-        "{e}"
-    );
+    .expect("lowers");
+    let text = print_program(&p);
+    let ops: Vec<&str> = p.kernels.iter().map(|k| k.op.as_str()).collect();
+    assert_eq!(ops, ["extract", "extract"], "{text}");
+    // The tuple itself has no buffer; the lse kernel takes a log of the running sum.
+    assert_eq!(p.buffers.len(), 3, "{text}");
+    assert!(text.contains("log.f64("), "{text}");
 }
