@@ -35,8 +35,11 @@ pub enum KernelError {
     },
 }
 
-/// Lowers a verified graph to a kernel program.
+/// Lowers a verified graph to a kernel program. `fused` groups are expanded first
+/// (`inline.rs`), so kernels are numbered by the nodes of the expanded graph.
 pub fn lower(g: &Graph) -> Result<Program, KernelError> {
+    let g = super::inline::expand_fused(g)?;
+    let g: &Graph = &g;
     let mut l = Lowerer::new(g)?;
     for i in 0..g.nodes.len() {
         l.node(NodeId(i as u32))?;
@@ -74,13 +77,13 @@ fn inlinable(g: &Graph, id: NodeId, consumers: &[Vec<NodeId>], outputs: &[NodeId
     }
 }
 
-struct Lowerer<'g> {
-    g: &'g Graph,
+pub(super) struct Lowerer<'g> {
+    pub(super) g: &'g Graph,
     prog: Program,
     buf_of: Vec<Option<BufId>>,
     inline: Vec<bool>,
     /// Per node, its shape as expressions.
-    shapes: Vec<Vec<Expr>>,
+    pub(super) shapes: Vec<Vec<Expr>>,
     /// The kernel being built: its variables and accumulators.
     vars: u32,
     accs: Vec<Ty>,
@@ -101,6 +104,12 @@ impl<'g> Lowerer<'g> {
         for (i, n) in g.nodes.iter().enumerate() {
             let id = NodeId(i as u32);
             let op = n.op.name().to_string();
+            if matches!(n.op, Op::AttentionLse { .. }) {
+                // A tuple with no buffer: each `extract` of it is computed by its own kernel.
+                shapes.push(Vec::new());
+                inline.push(false);
+                continue;
+            }
             let Some(t) = n.ty.tensor() else {
                 return Err(KernelError::Unsupported {
                     node: id,
@@ -144,7 +153,7 @@ impl<'g> Lowerer<'g> {
         })
     }
 
-    fn invalid(&self, id: NodeId, msg: &str) -> KernelError {
+    pub(super) fn invalid(&self, id: NodeId, msg: &str) -> KernelError {
         KernelError::Invalid {
             node: id,
             op: self.g.node(id).op.name().to_string(),
@@ -152,11 +161,11 @@ impl<'g> Lowerer<'g> {
         }
     }
 
-    fn ty(&self, id: NodeId) -> Ty {
+    pub(super) fn ty(&self, id: NodeId) -> Ty {
         Ty::of(self.g.tensor_ty(id).dtype).expect("checked in new")
     }
 
-    fn dims_of(&self, id: NodeId) -> &[DimExpr] {
+    pub(super) fn dims_of(&self, id: NodeId) -> &[DimExpr] {
         &self.g.tensor_ty(id).shape
     }
 
@@ -173,12 +182,12 @@ impl<'g> Lowerer<'g> {
         b
     }
 
-    fn var(&mut self) -> Var {
+    pub(super) fn var(&mut self) -> Var {
         self.vars += 1;
         Var(self.vars - 1)
     }
 
-    fn acc(&mut self, ty: Ty) -> Acc {
+    pub(super) fn acc(&mut self, ty: Ty) -> Acc {
         self.accs.push(ty);
         Acc(self.accs.len() as u32 - 1)
     }
@@ -206,6 +215,7 @@ impl<'g> Lowerer<'g> {
                 );
                 return Ok(());
             }
+            Op::AttentionLse { .. } => return Ok(()),
             _ if self.inline[id.index()] => return Ok(()),
             _ => {}
         }
@@ -252,6 +262,25 @@ impl<'g> Lowerer<'g> {
                 vec![self.rank_select(id, out, *axis, *largest, Some(k), *indices)?]
             }
             Op::ScatterAdd { axis } => self.scatter_add(id, out, *axis)?,
+            Op::LinearAttn { strict, .. } => vec![self.linear_attn(id, out, *strict)?],
+            Op::Attention { mask, scale, .. } => {
+                vec![self.attention(id, out, id, mask, *scale, false)?]
+            }
+            Op::Extract { index } => {
+                let src = n.inputs[0];
+                match &self.g.node(src).op {
+                    Op::AttentionLse { mask, scale, .. } if *index < 2 => {
+                        vec![self.attention(id, out, src, mask, *scale, *index == 1)?]
+                    }
+                    _ => {
+                        return Err(KernelError::Unsupported {
+                            node: id,
+                            op: n.op.name().to_string(),
+                            ty: n.ty.to_string(),
+                        });
+                    }
+                }
+            }
             _ => {
                 return Err(KernelError::Unsupported {
                     node: id,
@@ -298,7 +327,7 @@ impl<'g> Lowerer<'g> {
 
     /// Nests `body` in loops over `vars` with `extents`, the outermost parallel; a rank-0
     /// nest gets a one-iteration root loop.
-    fn nest(&mut self, vars: &[Var], extents: &[Expr], body: Vec<Stmt>) -> Loop {
+    pub(super) fn nest(&mut self, vars: &[Var], extents: &[Expr], body: Vec<Stmt>) -> Loop {
         let mut body = body;
         for k in (1..vars.len()).rev() {
             body = vec![serial(vars[k], extents[k].clone(), body)];
@@ -323,7 +352,7 @@ impl<'g> Lowerer<'g> {
     }
 
     /// The value of node `id` at `idx`: a load when it is materialised, else its expression.
-    fn access(&mut self, id: NodeId, idx: &[Expr]) -> Result<Expr, KernelError> {
+    pub(super) fn access(&mut self, id: NodeId, idx: &[Expr]) -> Result<Expr, KernelError> {
         match self.buf_of[id.index()] {
             Some(b) => Ok(Expr::Load {
                 buf: b,
@@ -477,7 +506,7 @@ impl<'g> Lowerer<'g> {
         }
     }
 
-    fn dimx(&self, id: NodeId, d: &DimExpr) -> Result<Expr, KernelError> {
+    pub(super) fn dimx(&self, id: NodeId, d: &DimExpr) -> Result<Expr, KernelError> {
         dim(d, &self.g.dims).map_err(|m| self.invalid(id, &m))
     }
 
@@ -1065,7 +1094,7 @@ impl<'g> Lowerer<'g> {
     }
 }
 
-fn serial(var: Var, extent: Expr, body: Vec<Stmt>) -> Stmt {
+pub(super) fn serial(var: Var, extent: Expr, body: Vec<Stmt>) -> Stmt {
     Stmt::Loop(Loop {
         var,
         extent,
@@ -1092,7 +1121,7 @@ fn without(vars: &[Var], shape: &[Expr], axis: usize) -> (Vec<Var>, Vec<Expr>) {
     (v, s)
 }
 
-fn wbin(op: BinaryOp, ty: Ty, a: Expr, b: Expr) -> Expr {
+pub(super) fn wbin(op: BinaryOp, ty: Ty, a: Expr, b: Expr) -> Expr {
     Expr::Binary {
         op,
         ty,
@@ -1101,7 +1130,7 @@ fn wbin(op: BinaryOp, ty: Ty, a: Expr, b: Expr) -> Expr {
     }
 }
 
-fn widen(x: Expr, from: Ty) -> Expr {
+pub(super) fn widen(x: Expr, from: Ty) -> Expr {
     widen_to(x, from, from.wide())
 }
 

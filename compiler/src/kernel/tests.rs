@@ -110,3 +110,107 @@ fn scatter_add_is_a_parallel_copy_then_a_serial_update() {
     assert_eq!(p.kernels[1].root.sched, Sched::Serial);
     assert!(print_program(&p).contains("checked("));
 }
+
+fn ir(text: &str) -> Graph {
+    crate::ir::parse::parse_graph(text).expect("IR parses")
+}
+
+const FUSED: &str = "graph(B, T) {
+  %0 = input \"x\" : f32[B, T]
+  %1 = fused(%0) : f32[B] {
+    graph(B, T) {
+      %0 = input \"x0\" : f32[B, T]
+      %1 = exp(%0) : f32[B, T]
+      %2 = neg(%1) : f32[B, T]
+      %3 = sum(%2) axes=[1] keepdim=false : f32[B]
+      output \"y\" = %3
+    }
+  }
+  output \"y\" = %1
+}
+";
+
+#[test]
+fn a_fused_group_is_expanded_and_fused_again_by_lowering() {
+    // exp → neg fuse into one elementwise kernel, then the sum (lowering does not fuse a
+    // producer into a reduction); no `fused` is left.
+    let p = lower(&ir(FUSED)).expect("lowers");
+    let text = print_program(&p);
+    let ops: Vec<&str> = p.kernels.iter().map(|k| k.op.as_str()).collect();
+    assert_eq!(ops, ["neg", "sum"], "{text}");
+    assert!(text.contains("neg.f32(exp.f32(b0["), "{text}");
+}
+
+#[test]
+fn a_malformed_fused_body_is_named() {
+    use crate::ir::Op;
+    let mut g = ir(FUSED);
+    // One operand too many for the body's single input.
+    g.nodes[1].inputs.push(crate::ir::NodeId(0));
+    let s = lower(&g).unwrap_err().to_string();
+    assert!(
+        s.contains("node %1 `fused`") && s.contains("has 1 inputs, expected 2"),
+        "{s}"
+    );
+    // A body with two outputs.
+    let mut g = ir(FUSED);
+    let Op::Fused { body } = &mut g.nodes[1].op else {
+        panic!("fused")
+    };
+    body.outputs.push(("z".into(), crate::ir::NodeId(1)));
+    let s = lower(&g).unwrap_err().to_string();
+    assert!(s.contains("has 2 outputs, expected exactly one"), "{s}");
+    // A body returning a value of another type than the node's.
+    let mut g = ir(FUSED);
+    let Op::Fused { body } = &mut g.nodes[1].op else {
+        panic!("fused")
+    };
+    body.outputs[0].1 = crate::ir::NodeId(1);
+    let s = lower(&g).unwrap_err().to_string();
+    assert!(
+        s.contains("the body returns f32[B, T], the node has type f32[B]"),
+        "{s}"
+    );
+}
+
+#[test]
+fn linear_attn_and_attention_are_direct_loop_nests() {
+    let p = lower(&ir("graph(B, T) {
+  %0 = input \"q\" : f32[B, T, 2]
+  %1 = input \"v\" : f32[B, T, 3]
+  %2 = input \"g\" : f32[B, T]
+  %3 = linear_attn(%0, %0, %1, %2) chunk=4 strict=true : f32[B, T, 3]
+  %4 = attention(%0, %0, %1) mask=\"le(s, t)\" scale=0.5 tile_q=2 tile_k=2 : f32[B, T, 3]
+  output \"y\" = %3
+  output \"z\" = %4
+}
+"))
+    .expect("lowers");
+    let text = print_program(&p);
+    let ops: Vec<&str> = p.kernels.iter().map(|k| k.op.as_str()).collect();
+    assert_eq!(ops, ["linear_attn", "attention"], "{text}");
+    // The decay exponent and the mask, evaluated in the loops.
+    assert!(text.contains("exp.f64("), "{text}");
+    assert!(text.contains("le.i32("), "{text}");
+    assert!(text.contains("0.5:f32"), "{text}");
+}
+
+#[test]
+fn each_extract_of_attention_lse_is_one_kernel() {
+    let p = lower(&ir("graph(B, T) {
+  %0 = input \"q\" : f32[B, T, 2]
+  %1 = attention_lse(%0, %0, %0) mask=\"true\" scale=1.0 tile_q=2 tile_k=2 : (f32[B, T, 2], f32[B, T, 1])
+  %2 = extract(%1) index=0 : f32[B, T, 2]
+  %3 = extract(%1) index=1 : f32[B, T, 1]
+  output \"y\" = %2
+  output \"l\" = %3
+}
+"))
+    .expect("lowers");
+    let text = print_program(&p);
+    let ops: Vec<&str> = p.kernels.iter().map(|k| k.op.as_str()).collect();
+    assert_eq!(ops, ["extract", "extract"], "{text}");
+    // The tuple itself has no buffer; the lse kernel takes a log of the running sum.
+    assert_eq!(p.buffers.len(), 3, "{text}");
+    assert!(text.contains("log.f64("), "{text}");
+}
