@@ -346,3 +346,45 @@ fn hf_reformer_reads_its_axial_position_shapes_from_the_config() {
         "{err}"
     );
 }
+
+#[test]
+fn hf_reformer_draws_its_rotations_from_hash_seed_and_refuses_a_config_without_one() {
+    let info = |name: &str, cfg: &str| {
+        let p = tmp(name);
+        std::fs::write(&p, cfg).unwrap();
+        let o = seqc(&[
+            "info",
+            "ir-specs/hf_reformer.seq",
+            "--config",
+            p.to_str().unwrap(),
+        ]);
+        let (out, err) = text(&o);
+        (o.status.code(), out, err)
+    };
+    // No rotations input any more: only the ids and the mask.
+    let (code, out, err) = info(
+        "seed-set.json",
+        r#"{"model_type": "reformer", "hash_seed": 7}"#,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let inputs: Vec<&str> = v["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(inputs, ["input_ids", "attention_mask"]);
+    for cfg in [
+        r#"{"model_type": "reformer", "hash_seed": null}"#,
+        r#"{"model_type": "reformer"}"#,
+    ] {
+        let (code, _, err) = info("seed-unset.json", cfg);
+        assert_eq!(code, Some(1), "{cfg}");
+        assert!(
+            err.contains("the config must set hash_seed to a non-negative integer"),
+            "{cfg}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -79,8 +79,14 @@ pub enum BufferKind {
     Input(String),
     /// The bound weight of that name.
     Param(String),
-    /// Filled by [`crate::rng`] from `seed` (normal or uniform), f32.
-    Random { seed: u64, normal: bool },
+    /// Filled by [`crate::rng`] from `seed` (normal or uniform), f32; `torch`: by
+    /// [`crate::rng::torch_randn`] (absent in artifacts that predate it).
+    Random {
+        seed: u64,
+        normal: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        torch: bool,
+    },
     /// Placed in the per-call arena for its live range.
     Arena { first: usize, last: usize },
 }

@@ -104,9 +104,14 @@ pub fn manifest(
             kind: match &b.kind {
                 BufKind::Input(n) => BufferKind::Input(n.clone()),
                 BufKind::Param(n) => BufferKind::Param(n.clone()),
-                BufKind::Random { seed, normal } => BufferKind::Random {
+                BufKind::Random {
+                    seed,
+                    normal,
+                    torch,
+                } => BufferKind::Random {
                     seed: *seed,
                     normal: *normal,
+                    torch: *torch,
                 },
                 BufKind::Temp => {
                     let l = lives

@@ -342,8 +342,9 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
         Op::Random { dist, seed, .. } => {
             let shape = expect.tensor()?.1.to_vec();
             let n = numel(&shape)?;
-            let normal = matches!(dist, crate::ir::Distribution::Normal);
-            let v = crate::rng::fill(*seed, n, normal);
+            let normal = !matches!(dist, crate::ir::Distribution::Uniform);
+            let torch = matches!(dist, crate::ir::Distribution::TorchNormal);
+            let v = crate::rng::fill_dist(*seed, n, normal, torch);
             let data = value::Data::F(v.into_iter().map(f64::from).collect());
             Tensor::new(seqc_runtime::DType::F32, shape, data)?
         }

@@ -107,6 +107,9 @@ pub enum Distribution {
     Normal,
     /// Uniform on [0, 1).
     Uniform,
+    /// Standard normal as PyTorch's CPU `torch.randn` (float32) draws it after
+    /// `torch.manual_seed(seed)` (`seqc::rng::torch_randn`), in row-major order.
+    TorchNormal,
 }
 
 /// A scalar literal.

@@ -460,7 +460,11 @@ impl Parser {
     }
 
     fn distribution(&mut self) -> R<Distribution> {
-        let all = [Distribution::Normal, Distribution::Uniform];
+        let all = [
+            Distribution::Normal,
+            Distribution::Uniform,
+            Distribution::TorchNormal,
+        ];
         let names = all.map(super::print::distribution_name);
         Ok(all[self.word("distribution", &names)?])
     }

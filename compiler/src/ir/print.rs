@@ -70,6 +70,7 @@ pub fn distribution_name(d: Distribution) -> &'static str {
     match d {
         Distribution::Normal => "normal",
         Distribution::Uniform => "uniform",
+        Distribution::TorchNormal => "torch_normal",
     }
 }
 

@@ -205,12 +205,14 @@ impl<'g> Lowerer<'g> {
                 return Ok(());
             }
             Op::Random { dist, seed, .. } => {
-                let normal = matches!(dist, Distribution::Normal);
+                let normal = !matches!(dist, Distribution::Uniform);
+                let torch = matches!(dist, Distribution::TorchNormal);
                 self.add_buffer(
                     id,
                     BufKind::Random {
                         seed: *seed,
                         normal,
+                        torch,
                     },
                 );
                 return Ok(());

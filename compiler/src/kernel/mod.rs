@@ -211,8 +211,13 @@ pub enum BufKind {
     Input(String),
     /// A weight, by checkpoint name.
     Param(String),
-    /// A constant filled by the runtime with the project's seeded RNG.
-    Random { seed: u64, normal: bool },
+    /// A constant filled by the runtime with the project's seeded RNG (`torch`: with
+    /// `rng::torch_randn` instead, always normal).
+    Random {
+        seed: u64,
+        normal: bool,
+        torch: bool,
+    },
     /// Memory in the per-run arena.
     Temp,
 }

@@ -17,11 +17,17 @@ pub fn print_program(p: &Program) -> String {
         let kind = match &b.kind {
             BufKind::Input(n) => format!("input `{n}`"),
             BufKind::Param(n) => format!("param `{n}`"),
-            BufKind::Random { seed, normal } => {
-                format!(
-                    "random {} seed {seed}",
-                    if *normal { "normal" } else { "uniform" }
-                )
+            BufKind::Random {
+                seed,
+                normal,
+                torch,
+            } => {
+                let dist = match (*torch, *normal) {
+                    (true, _) => "torch_normal",
+                    (false, true) => "normal",
+                    (false, false) => "uniform",
+                };
+                format!("random {dist} seed {seed}")
             }
             BufKind::Temp => {
                 let l = lives.iter().find(|l| l.buf.0 as usize == i).expect("temp");

@@ -2,7 +2,7 @@
 //! signature, and typed getters that report what was expected and what was found.
 
 use super::{Lowerer, Value};
-use crate::ir::{DimExpr, NodeId};
+use crate::ir::{DimExpr, Distribution, NodeId};
 use crate::syntax::Span;
 use crate::syntax::ast::Ident;
 use seqc_runtime::DType;
@@ -128,6 +128,29 @@ impl<'a> Lowerer<'a> {
                     *s,
                     format!("{what} must be `true` or `false`, found {}", v.kind()),
                     "expected a boolean",
+                );
+                None
+            }
+        }
+    }
+
+    /// `randn`'s `generator`: `"seqc"` (the default, the project's RNG) or `"torch"`
+    /// (PyTorch's CPU `torch.randn` after `torch.manual_seed(seed)`).
+    pub(crate) fn arg_generator(&mut self, a: &Option<(Value, Span)>) -> Option<Distribution> {
+        match a {
+            None => Some(Distribution::Normal),
+            Some((Value::Str(g), _)) if g == "seqc" => Some(Distribution::Normal),
+            Some((Value::Str(g), _)) if g == "torch" => Some(Distribution::TorchNormal),
+            Some((Value::Poison, _)) => None,
+            Some((v, s)) => {
+                let found = match v {
+                    Value::Str(g) => format!("\"{g}\""),
+                    v => v.kind().to_string(),
+                };
+                self.error(
+                    *s,
+                    format!("`generator` of `randn` must be \"seqc\" or \"torch\", found {found}"),
+                    "unknown generator",
                 );
                 None
             }

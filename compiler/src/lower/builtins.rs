@@ -462,11 +462,16 @@ impl<'a> Lowerer<'a> {
                 Some(self.add(Op::Broadcast { shape }, vec![c], span, &what))
             }
             "randn" | "rand" => {
-                let a = self.bind_args(name, &["shape", "seed?"], args, span)?;
+                let sig: &[&str] = if name == "randn" {
+                    &["shape", "seed?", "generator?"]
+                } else {
+                    &["shape", "seed?"]
+                };
+                let a = self.bind_args(name, sig, args, span)?;
                 let shape = self.arg_shape(&a[0], "the shape")?;
                 let seed = self.arg_int(&a[1], 0, "`seed`")?;
                 let dist = if name == "randn" {
-                    Distribution::Normal
+                    self.arg_generator(a.get(2).unwrap_or(&None))?
                 } else {
                     Distribution::Uniform
                 };

@@ -161,8 +161,12 @@ impl Model {
                 BufferKind::Param(name) => {
                     ptrs[k] = self.weights.tensors[name].ptr().cast_mut();
                 }
-                BufferKind::Random { seed, normal } => {
-                    let mut v = crate::rng::fill(*seed, n, *normal);
+                BufferKind::Random {
+                    seed,
+                    normal,
+                    torch,
+                } => {
+                    let mut v = crate::rng::fill_dist(*seed, n, *normal, *torch);
                     ptrs[k] = v.as_mut_ptr().cast();
                     randoms.push(v);
                 }

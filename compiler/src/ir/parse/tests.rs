@@ -174,6 +174,29 @@ fn strings_round_trip() {
 }
 
 #[test]
+fn every_distribution_round_trips() {
+    for dist in [
+        Distribution::Normal,
+        Distribution::Uniform,
+        Distribution::TorchNormal,
+    ] {
+        let mut g = Graph::new(vec![]);
+        let op = Op::Random {
+            shape: vec![DimExpr::constant(17)],
+            dist,
+            seed: 1234,
+        };
+        let id = g.add(op, vec![]).unwrap();
+        g.add_output("r", id);
+        round_trip(&g);
+    }
+    assert!(
+        error("graph() {\n  %0 = random shape=[2] dist=torch seed=1 : f32[2]\n}")
+            .contains("unknown distribution `torch`")
+    );
+}
+
+#[test]
 fn reports_position_and_token() {
     let text = "graph() {\n  %0 = input \"x\" : f32[]\n  %1 = neg(%0) ) : f32[]\n}";
     assert_eq!(error(text), "line 3, col 16: expected `:`, found `)`");
