@@ -2,6 +2,7 @@
 //! symbol resolved once, and a parallel kernel's outer range split over the model's thread
 //! pool. This is the only place the runtime calls foreign code.
 
+// unsafe: resolving symbols in and calling into the generated shared object is foreign code.
 #![allow(unsafe_code)]
 
 use super::ModelError;

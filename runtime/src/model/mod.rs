@@ -222,6 +222,7 @@ impl Model {
 }
 
 /// Copies `n` elements of `dtype` out of a buffer.
+// unsafe: reads an arena/input buffer through a raw pointer (see the SAFETY note inside).
 #[allow(unsafe_code)]
 fn read_buffer(p: *const u8, dtype: DType, n: usize) -> TensorData {
     // SAFETY: `p` points at a live buffer of at least `n` elements of `dtype`, aligned for

@@ -1,6 +1,7 @@
 //! Weights bound to a model: safetensors files memory-mapped (never copied unless a tensor is
 //! misaligned for its dtype), or tensors already in memory.
 
+// unsafe: memory-mapping a file (memmap2's `Mmap::map`) and viewing mapped bytes as tensors.
 #![allow(unsafe_code)]
 
 use super::ModelError;

@@ -807,6 +807,7 @@ fn reg_type(ctx: &Context, t: Ty) -> BasicTypeEnum<'_> {
 }
 
 /// `&base[i]` for elements of type `elem`.
+// unsafe: inkwell's `build_gep` is an unsafe fn (see the SAFETY note inside).
 #[allow(unsafe_code)]
 fn gep<'c>(
     b: &Builder<'c>,

@@ -5,6 +5,7 @@
 use super::*;
 
 /// out_t = Σ_{s≤t (s<t if strict)} Σ_c q_tc k_sc e^{G_{t′,c} − G_sc} v_s, t′ = t or t − 1.
+// The test's reference formula takes the op's operands and attributes as they are.
 #[allow(clippy::too_many_arguments)]
 fn naive(
     q: &[f64],

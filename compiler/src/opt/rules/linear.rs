@@ -223,6 +223,8 @@ impl DynRule for MaskedNormaliserChunk {
 }
 
 /// linear_attn(q, k, ones [lead..., T, 1], g), reshaped to the sum's shape when not keepdim.
+// Every argument is one recognised piece of the normaliser's form; a struct would only
+// rename them.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn normaliser(
     eg: &EG,
