@@ -93,6 +93,9 @@ fn chunked_scans_shorten_the_critical_path_on_the_gpu() {
         };
         let (ir, opt) = (time("ir"), time("opt"));
         assert!(ir[1] >= 3.0, "{name}: ir time growth {ir:?}");
-        assert!(opt.iter().all(|&g| g <= 2.0), "{name}: opt time growth {opt:?}");
+        assert!(
+            opt.iter().all(|&g| g <= 2.0),
+            "{name}: opt time growth {opt:?}"
+        );
     }
 }

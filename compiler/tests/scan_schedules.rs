@@ -65,7 +65,10 @@ fn scan_lengths(g: &Graph) -> Vec<DimExpr> {
 
 /// The chunk sizes of the chunked scans (the constant lengths of their chunk-local scans).
 fn chunks(g: &Graph) -> Vec<i64> {
-    scan_lengths(g).iter().filter_map(|d| d.as_const()).collect()
+    scan_lengths(g)
+        .iter()
+        .filter_map(|d| d.as_const())
+        .collect()
 }
 
 /// max|a − b| ≤ 1e-4·max(1, max|a|).

@@ -8,10 +8,10 @@
 use super::{Arg, DynRule, Outcome, Plan};
 use crate::ir::dim::Atom;
 use crate::ir::{BinaryOp, DimExpr, Literal, Op};
-use seqc_runtime::DType;
 use crate::opt::analysis::EG;
 use crate::opt::lang::TNode;
 use egg::Id;
+use seqc_runtime::DType;
 use std::sync::Arc;
 
 /// The chunk sizes proposed (extraction picks one, or keeps the sequential scan).
