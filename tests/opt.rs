@@ -15,3 +15,17 @@ fn opt_snapshots() {
         insta::assert_snapshot!("opt", ir::print::print_graph(&o));
     });
 }
+
+/// Mamba optimised for the H100 target, where the cost model takes the chunk-local + carry
+/// form of its selective scan (R6, `scan-chunk`; chunk 64 at T = 4096).
+#[test]
+fn opt_snapshot_mamba_h100() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-specs/mamba.seq");
+    let g = frontend::load_file(&path).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let opts = opt::OptOptions {
+        target: opt::Target::h100(),
+        ..Default::default()
+    };
+    let (o, _) = opt::optimize(&g, &opts).unwrap_or_else(|e| panic!("the optimizer failed: {e}"));
+    insta::assert_snapshot!("opt_h100_mamba", ir::print::print_graph(&o));
+}

@@ -67,6 +67,24 @@ enum Target {
     Cpu,
 }
 
+/// The machine the optimizer's cost model estimates for (`opt::Target`).
+#[derive(Clone, Copy, ValueEnum)]
+enum CostTarget {
+    /// This project's build machine (2 cores, AVX-512).
+    Cpu,
+    /// An NVIDIA H100 SXM (the cost model's GPU figures).
+    H100,
+}
+
+impl CostTarget {
+    fn target(self) -> seqc::opt::Target {
+        match self {
+            CostTarget::Cpu => seqc::opt::Target::cpu(),
+            CostTarget::H100 => seqc::opt::Target::h100(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Check a spec: prints `ok`, or its diagnostics and exits with status 1.
@@ -90,6 +108,9 @@ enum Cmd {
         /// rules that fired, as `//` comment lines.
         #[arg(long)]
         explain: bool,
+        /// With --stage opt: the machine the cost model estimates for.
+        #[arg(long, value_enum, default_value = "cpu")]
+        target: CostTarget,
     },
     /// Compile a spec into an artifact directory (manifest, shared object, optional dumps).
     Compile {
@@ -110,7 +131,8 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Print FLOPs, bytes moved and the largest intermediate at --dims as JSON.
+    /// Print FLOPs, bytes moved, the largest intermediate and the estimated time on --target
+    /// at --dims as JSON.
     Stats {
         file: PathBuf,
         /// Dims as NAME=VALUE,… (default B=1, T=4096, others 1).
@@ -118,6 +140,9 @@ enum Cmd {
         dims: String,
         #[arg(long, value_enum, default_value = "ir")]
         stage: IrStage,
+        /// The machine the cost model estimates for (and, with --stage opt, optimises for).
+        #[arg(long, value_enum, default_value = "cpu")]
+        target: CostTarget,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -230,11 +255,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             config,
             dims,
             explain,
+            target,
         } => match stage {
             Stage::Ast | Stage::Ir | Stage::Kernels | Stage::Llvm
-                if explain || !dims.is_empty() =>
+                if explain || !dims.is_empty() || !matches!(target, CostTarget::Cpu) =>
             {
-                bail!("--dims and --explain apply to --stage opt");
+                bail!("--dims, --explain and --target apply to --stage opt");
             }
             Stage::Ast => {
                 let src = match frontend::read_source(&file) {
@@ -272,7 +298,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 let Some(g) = load(&file, &config)? else {
                     return Ok(ExitCode::FAILURE);
                 };
-                let (opt, report) = optimize(&g, &dims)?;
+                let (opt, report) = optimize(&g, &dims, target.target())?;
                 out!("{}", seqc::ir::print::print_graph(&opt))?;
                 if explain {
                     out!("{}", report.explain())?;
@@ -316,23 +342,28 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             file,
             dims,
             stage,
+            target,
             config,
         } => {
             let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
+            let target = target.target();
             let g = match stage {
                 IrStage::Ir => g,
-                IrStage::Opt => optimize(&g, &dims)?.0,
+                IrStage::Opt => optimize(&g, &dims, target.clone())?.0,
             };
             let bound = seqc::opt::default_dims(&g, &checked_dims(&g, &dims)?);
             let s = seqc::opt::stats(&g, &bound);
+            let time = seqc::opt::graph_time(&g, &bound, &target);
             let out = serde_json::json!({
                 "flops": s.flops,
                 "bytes": s.bytes,
                 "largest_intermediate_bytes": s.largest_intermediate_bytes,
                 "load_time_flops": s.load_time_flops,
                 "load_time_bytes": s.load_time_bytes,
+                "target": target.name,
+                "est_time_s": time,
                 "stage": stage.name(),
                 "dims": bound,
             });
@@ -459,9 +490,14 @@ fn checked_dims(g: &Graph, dims: &str) -> Result<DimBindings> {
 }
 
 /// Runs the e-graph optimizer with costs evaluated at `dims`.
-fn optimize(g: &Graph, dims: &str) -> Result<(Graph, seqc::opt::OptReport)> {
+fn optimize(
+    g: &Graph,
+    dims: &str,
+    target: seqc::opt::Target,
+) -> Result<(Graph, seqc::opt::OptReport)> {
     let opts = seqc::opt::OptOptions {
         dims: checked_dims(g, dims)?,
+        target,
         ..Default::default()
     };
     Ok(seqc::opt::optimize(g, &opts)?)

@@ -388,3 +388,20 @@ fn hf_reformer_draws_its_rotations_from_hash_seed_and_refuses_a_config_without_o
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn cost_targets_are_named_and_apply_to_the_optimizer_only() {
+    let spec = root().join("ir-specs/mamba.seq");
+    let spec = spec.to_str().unwrap();
+    fails_with(
+        &["dump", spec, "--stage", "ir", "--target", "h100"],
+        &["--target", "--stage opt"],
+    );
+    // An unknown target is a usage error (clap's exit status 2) naming the choices.
+    let o = seqc(&["stats", spec, "--stage", "opt", "--target", "tpu"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for n in ["'tpu'", "--target", "cpu, h100"] {
+        assert!(err.contains(n), "stderr lacks `{n}`:\n{err}");
+    }
+}

@@ -4,7 +4,10 @@
 //! quadratically in T before optimisation (each 4× in T gives ≥ 12× FLOPs) and linearly
 //! after (≤ 4.5×). RWKV-6 and recurrent linear attention are written as recurrences, linear
 //! already: for them the test checks that the optimised form is the chunked `linear_attn`
-//! and stays linear in T.
+//! and stays linear in T. Linear scans (Mamba-1, RG-LRU, cumsum) on the H100 target: the
+//! estimated time of the sequential scan grows with its critical path, ∝ T (≥ 3× per 4× in
+//! T from 4k to 16k), that of the chunk-local + carry form (R6) ∝ C + T / C ≈ 2√T plus the
+//! work (≤ 2× per 4×).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,10 +24,15 @@ const TS: [i64; 3] = [1024, 4096, 16384];
 
 /// `seqc stats` FLOPs of a spec at one stage and T.
 fn flops(name: &str, stage: &str, t: i64) -> f64 {
+    stat(name, stage, t, "cpu", "flops")
+}
+
+/// One figure of `seqc stats --target TARGET` of a spec at one stage and T.
+fn stat(name: &str, stage: &str, t: i64, target: &str, key: &str) -> f64 {
     let o = Command::new(env!("CARGO_BIN_EXE_seqc"))
         .args(["stats", spec(name).to_str().unwrap(), "--dims"])
         .arg(format!("T={t},B=1"))
-        .args(["--stage", stage])
+        .args(["--stage", stage, "--target", target])
         .output()
         .unwrap();
     assert!(
@@ -35,7 +43,8 @@ fn flops(name: &str, stage: &str, t: i64) -> f64 {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["stage"], stage);
     assert_eq!(v["dims"]["T"], t);
-    v["flops"].as_u64().unwrap() as f64
+    assert_eq!(v["target"], target);
+    v[key].as_f64().unwrap()
 }
 
 /// The growth factors between consecutive Ts.
@@ -69,5 +78,24 @@ fn recurrences_stay_linear_as_chunked_linear_attn() {
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(text.contains("= linear_attn("), "{name}:\n{text}");
         assert!(!text.contains("= scan("), "{name}:\n{text}");
+    }
+}
+
+#[test]
+fn chunked_scans_shorten_the_critical_path_on_the_gpu() {
+    for name in ["mamba", "griffin_rglru", "switch_moe"] {
+        let time = |stage: &str| -> Vec<f64> {
+            let v: Vec<f64> = TS
+                .iter()
+                .map(|&t| stat(name, stage, t, "h100", "est_time_s"))
+                .collect();
+            v.windows(2).map(|w| w[1] / w[0]).collect()
+        };
+        let (ir, opt) = (time("ir"), time("opt"));
+        assert!(ir[1] >= 3.0, "{name}: ir time growth {ir:?}");
+        assert!(
+            opt.iter().all(|&g| g <= 2.0),
+            "{name}: opt time growth {opt:?}"
+        );
     }
 }

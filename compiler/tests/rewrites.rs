@@ -1,14 +1,15 @@
 //! Property tests of the e-graph optimizer on the reference interpreter.
 //!
 //! 1. Every spec in `ir-specs/` (whatever specs exist: new ones are picked up), optimised at
-//!    the default cost dims and at the test dims, computes the same outputs as the original
+//!    the default cost dims (for the CPU and the H100 target: the latter takes the chunked
+//!    scans of R6) and at the test dims, computes the same outputs as the original
 //!    on seeded random tensors, for T ∈ {1, 7, 13} and B = 2 (other dims from
 //!    `tests/fixtures/<spec>.json`, else 1).
 //! 2. Each rule fires where it should, and the extracted graph has the cost it should.
 //! 3. `seqc stats` sees non-causal linear attention go from quadratic to linear in T.
 
 use seqc::ir::{DimBindings, Graph, Op};
-use seqc::opt::{self, OptOptions};
+use seqc::opt::{self, OptOptions, Target};
 use seqc::{bind, frontend, interp};
 use seqc_runtime::HostTensor;
 use std::collections::BTreeMap;
@@ -145,6 +146,14 @@ fn optimised_specs_compute_the_same_outputs() {
         };
         let (at_default, _) = opt::optimize(&g, &OptOptions::default())
             .unwrap_or_else(|e| panic!("{name}: the optimizer failed: {e}"));
+        let (for_gpu, _) = opt::optimize(
+            &g,
+            &OptOptions {
+                target: Target::h100(),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: the optimizer failed for the H100 target: {e}"));
         // Small tiles, so that T = 7 and 13 run several partial tiles of every fused attention.
         let small_tiles = retile(&at_default, 4, 3);
         let odd_tiles = retile(&at_default, 2, 5);
@@ -155,6 +164,7 @@ fn optimised_specs_compute_the_same_outputs() {
             let graphs = [
                 ("optimised at default dims", &at_default),
                 ("optimised at test dims", &at_test),
+                ("optimised for the H100 target", &for_gpu),
                 ("optimised, attention tiles 4 × 3", &small_tiles),
                 ("optimised, attention tiles 2 × 5", &odd_tiles),
             ];

@@ -5,8 +5,9 @@
 //! written once. Views (`reshape`, `transpose`, `broadcast`, `slice`, `extract`) and leaves
 //! (`input`, `param`, `const`) cost 0 FLOPs and 0 bytes: their readers pay for the reads.
 //! Time = max(FLOPs / peak FLOP/s, bytes / bandwidth), with the contraction peak for einsums
-//! and the vector peak for everything else, plus the target's fixed cost per kernel for every
-//! node that does work. Nodes that depend on no input and have a shape free of symbolic dims
+//! and the vector peak for everything else, at least the node's sequential depth (dependent
+//! steps: a scan's length, `linear_attn`'s chunk count) times the target's step latency,
+//! plus the target's fixed cost per kernel for every node that does work. Nodes that depend on no input and have a shape free of symbolic dims
 //! (weight concatenations, transposes of weights, `−exp(A_log)`) are *load-time* nodes:
 //! computed once when the weights are bound, they cost nothing per run
 //! ([`load_time_nodes`]). Symbolic dims are evaluated at the user's dims; unbound ones take
@@ -27,6 +28,10 @@ pub struct Target {
     pub bandwidth: f64,
     /// Fixed cost of one kernel (dispatch to the thread pool, or a GPU launch), seconds.
     pub kernel_overhead: f64,
+    /// Latency of one dependent step of a sequential loop (a scan's h_t needs h_{t−1}),
+    /// seconds: a node of sequential depth d takes at least d times this, however few FLOPs
+    /// and bytes it has.
+    pub step_latency: f64,
 }
 
 impl Target {
@@ -35,7 +40,9 @@ impl Target {
     /// cores; a 256 MB copy at about 22 GB/s counting bytes read and written. No separate
     /// vector figure was measured, so the matmul figure stands for both. Kernel overhead: an
     /// estimate of one dispatch to and join of the runtime's thread pool (not yet measured:
-    /// the CPU backend does not exist yet).
+    /// the CPU backend does not exist yet). Step latency: a scan step's dependent
+    /// multiply-add, about 4 cycles at about 4 GHz, 1 ns (its loads do not depend on the
+    /// state and are prefetched; an estimate, not measured).
     pub fn cpu() -> Target {
         Target {
             name: "cpu",
@@ -43,11 +50,16 @@ impl Target {
             vector_flops: 187.5e9,
             bandwidth: 22e9,
             kernel_overhead: 2e-6,
+            step_latency: 1e-9,
         }
     }
 
     /// NVIDIA H100 SXM: 989 TFLOP/s bf16 tensor cores, 67 TFLOP/s fp32, 3.35 TB/s HBM3; a
-    /// kernel launch costs a few microseconds (estimate, not measured here).
+    /// kernel launch costs a few microseconds (estimate, not measured here). Step latency:
+    /// 100 ns, about one L2 round trip (≈ 200 cycles at 1.755–1.98 GHz, published
+    /// microbenchmarks) per step of a sequential loop, whose few threads (one per independent
+    /// lane) leave nothing else to hide it behind (an estimate, not measured here). This is
+    /// the term that makes a long sequential scan expensive on a GPU.
     pub fn h100() -> Target {
         Target {
             name: "h100",
@@ -55,6 +67,7 @@ impl Target {
             vector_flops: 67e12,
             bandwidth: 3.35e12,
             kernel_overhead: 4e-6,
+            step_latency: 100e-9,
         }
     }
 
@@ -65,7 +78,9 @@ impl Target {
         } else {
             self.vector_flops
         };
-        let work = (c.flops / peak).max(c.bytes / self.bandwidth);
+        let work = (c.flops / peak)
+            .max(c.bytes / self.bandwidth)
+            .max(c.depth * self.step_latency);
         if c.flops > 0.0 || c.bytes > 0.0 {
             work + self.kernel_overhead
         } else {
@@ -97,6 +112,8 @@ pub struct NodeCost {
     pub out_bytes: f64,
     /// Whether the FLOPs run on contraction units.
     pub contraction: bool,
+    /// Sequential depth: dependent steps that cannot run in parallel (0 for parallel work).
+    pub depth: f64,
 }
 
 fn dim(d: &DimExpr, dims: &DimBindings) -> f64 {
@@ -139,7 +156,8 @@ pub fn is_view(op: &Op) -> bool {
 /// `scan_matrix` 2·N per element; `conv1d_causal` 2·K per output element; sorts and top-k
 /// n·log₂(axis length) per element; `scatter_add` 1 per source element; `scan_fn` its body's
 /// FLOPs times the sequence length (the body's bytes too are counted once per step). Gathers,
-/// `take`, `concat`, `pad`, `iota` and `random` move bytes only. A `fused` group does its
+/// `take`, `concat`, `pad`, `iota` and `random` move bytes only. Sequential depth: a scan's
+/// length (`scan`, `scan_matrix`, `scan_fn`), `linear_attn`'s chunk count; 0 otherwise. A `fused` group does its
 /// body's FLOPs and moves only its operands and result. `linear_attn`: see
 /// [`linear_attn_cost`].
 pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> NodeCost {
@@ -153,6 +171,7 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
     let out_elems = out.tensor().map_or(0.0, |t| numel(t, dims));
     let mut bytes = in_bytes + out_bytes;
     let mut contraction = false;
+    let mut depth = 0.0;
     let flops = match op {
         Op::Iota { .. } | Op::Random { .. } | Op::Concat { .. } | Op::Pad { .. } => 0.0,
         Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Cast { .. } => out_elems,
@@ -178,13 +197,20 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
                 .map_or(1.0, |d| dim(d, dims));
             in_elems(0) * n.max(2.0).log2()
         }
-        Op::Scan { .. } => 2.0 * in_elems(1),
-        Op::ScanMatrix { .. } => {
-            let n = ins
+        Op::Scan { axis, .. } | Op::ScanMatrix { axis } => {
+            depth = ins
                 .get(1)
-                .and_then(|t| t.shape.last())
+                .and_then(|t| t.shape.get(*axis))
                 .map_or(1.0, |d| dim(d, dims));
-            2.0 * n * in_elems(1)
+            // `scan_matrix`: an N × N matrix–vector product per step.
+            let per_element = match op {
+                Op::ScanMatrix { .. } => ins
+                    .get(1)
+                    .and_then(|t| t.shape.last())
+                    .map_or(1.0, |d| dim(d, dims)),
+                _ => 1.0,
+            };
+            2.0 * per_element * in_elems(1)
         }
         Op::Conv1dCausal => {
             let k = ins
@@ -226,6 +252,7 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
                 .and_then(|t| t.shape.get(*axis))
                 .map_or(1.0, |d| dim(d, dims));
             let s = graph_cost(body, dims, |_| true);
+            depth = steps;
             bytes += s.bytes * steps;
             s.flops * steps
         }
@@ -236,6 +263,7 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
             contraction = true;
             let la = linear_attn_cost(*chunk, &ins, dims);
             bytes += la.state_bytes;
+            depth = la.chunks;
             la.flops
         }
         Op::Input { .. }
@@ -252,6 +280,7 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
         bytes,
         out_bytes,
         contraction,
+        depth,
     }
 }
 
@@ -260,6 +289,8 @@ struct LinearAttnCost {
     flops: f64,
     /// The [K, V] state of every chunk boundary, written once and read once.
     state_bytes: f64,
+    /// The chunks, whose states are passed on one after another (the sequential depth).
+    chunks: f64,
 }
 
 /// The chunked algorithm with chunk C (`interp/linear_attn.rs`), per leading index, with
@@ -273,6 +304,7 @@ fn linear_attn_cost(chunk: usize, ins: &[&TensorType], dims: &DimBindings) -> Li
         return LinearAttnCost {
             flops: 0.0,
             state_bytes: 0.0,
+            chunks: 0.0,
         };
     };
     let r = q.shape.len();
@@ -297,6 +329,7 @@ fn linear_attn_cost(chunk: usize, ins: &[&TensorType], dims: &DimBindings) -> Li
     LinearAttnCost {
         flops: lead * flops,
         state_bytes: lead * 2.0 * n * k * vd * q.dtype.size_bytes() as f64,
+        chunks: n,
     }
 }
 

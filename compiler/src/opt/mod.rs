@@ -65,16 +65,20 @@ pub enum Phase {
     /// Causal linear attention (masked quadratic or recurrent) to chunked `linear_attn`,
     /// with the layout rules.
     Chunked,
+    /// Linear scans to their chunk-local + carry form (chosen where the target's sequential
+    /// step latency makes it pay).
+    Scan,
     /// Contractions sharing an operand merged into one (Q/K/V projections).
     Merge,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 6] = [
         Phase::Layout,
         Phase::Contraction,
         Phase::Attention,
         Phase::Chunked,
+        Phase::Scan,
         Phase::Merge,
     ];
 
@@ -84,6 +88,7 @@ impl Phase {
             Phase::Contraction => "contraction",
             Phase::Attention => "attention",
             Phase::Chunked => "chunked",
+            Phase::Scan => "scan",
             Phase::Merge => "merge",
         }
     }
@@ -102,6 +107,7 @@ impl Phase {
                 v.extend(rules::layout_rules());
                 v
             }
+            Phase::Scan => rules::scan_rules(),
             Phase::Merge => rules::merge_rules(),
         };
         rs.into_iter().map(|r| rules::rewrite(r, budget)).collect()

@@ -362,6 +362,66 @@ fn chunked_enodes_agree_over_several_chunks() {
     }
 }
 
+/// Linear scans of every shape `scan-chunk` handles: a per-element decay (time axis in the
+/// middle), a per-channel decay constant in time, cumsum's scalar decay, an initial state,
+/// reverse (with and without an initial state).
+const SCANS: (&str, &str) = (
+    "scan schedules",
+    "dim B, T;
+     input a: f32[B, T, 3]; input x: f32[B, T, 3]; input h0: f32[B, 3]; param w: f32[3];
+     let d = sigmoid(a);
+     output fwd = scan(d, x, 1);
+     output chan = scan(sigmoid(w), x, 1);
+     output cum = scan(1.0, x, 1);
+     output init = scan(d, x, 1, init = h0);
+     output rev = scan(d, x, 1, reverse = true);
+     output rev_init = scan(d, x, 1, init = h0, reverse = true);",
+);
+
+/// The scan-chunk e-nodes (every chunk size in `SCAN_CHUNKS`) agree with the scans they
+/// replace at T = 1, a prime (13), one past a multiple of 16 and 32 (33), and 70 (several
+/// chunks of 16 and 32 and a partial one; one partial chunk of 128 and 256).
+#[test]
+fn scan_chunk_enodes_agree_at_any_length() {
+    let (name, src) = SCANS;
+    let g = frontend::load_str(name, src).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    for t in [1, 13, 33, 70] {
+        let dims: DimBindings = [("B".to_string(), 2), ("T".to_string(), t)].into();
+        let fired = check_every_enode(name, &g, &dims);
+        assert!(fired.contains("scan-chunk"), "T = {t}: {fired:?}");
+    }
+    // Mamba's scan of [B, T, DI, N] (time axis 1 of 4) at a length that is no multiple of any
+    // chunk size.
+    let (_, mamba) = load_specs()
+        .into_iter()
+        .find(|(n, _)| n == "mamba.seq")
+        .unwrap();
+    let dims: DimBindings = [("B".to_string(), 1), ("T".to_string(), 37)].into();
+    assert!(check_every_enode("mamba.seq", &mamba, &dims).contains("scan-chunk"));
+}
+
+/// Only symbolic, division-free scan lengths are chunked: the form's own chunk-local scans
+/// (length C) and carry scans (length ⌈T / C⌉) are not chunked again, so saturation ends.
+#[test]
+fn scan_chunk_does_not_recurse() {
+    use crate::ir::DimExpr;
+    let t = DimExpr::sym("T");
+    assert!(rules::scan::chunkable(&t));
+    assert!(rules::scan::chunkable(&t.mul(&DimExpr::sym("B"))));
+    assert!(!rules::scan::chunkable(&DimExpr::constant(64)));
+    assert!(!rules::scan::chunkable(&t.ceil_div(16).unwrap()));
+    let (name, src) = SCANS;
+    let g = frontend::load_str(name, src).unwrap();
+    let (_, phases) = saturate(&g, &OptOptions::default());
+    let scan = phases.iter().find(|p| p.name == "scan").unwrap();
+    assert_eq!(scan.stop_reason, "saturated");
+    // Six scans, one proposal per chunk size each.
+    assert_eq!(
+        scan.rules_fired.get("scan-chunk"),
+        Some(&(6 * rules::scan::SCAN_CHUNKS.len()))
+    );
+}
+
 #[test]
 fn extraction_counts_shared_nodes_once() {
     // root = add(e, e) with e = exp(x) (10 s each), or neg(sin(x)) (15 s + 1 s). As a tree

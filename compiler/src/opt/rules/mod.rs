@@ -11,7 +11,7 @@
 //!
 //! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `attention.rs` with the mask
 //! recogniser `mask.rs`, `linear.rs` and `recurrence.rs` with the decay recogniser `decay.rs`,
-//! `merge.rs`); each is named and documented
+//! `merge.rs`, the scan schedules of `scan.rs`); each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
 pub mod attention;
@@ -22,6 +22,7 @@ pub mod linear;
 pub mod mask;
 pub mod merge;
 pub mod recurrence;
+pub mod scan;
 
 use super::analysis::{EG, TypeAnalysis};
 use super::lang::{OpKey, TNode};
@@ -365,6 +366,11 @@ pub fn linear_rules() -> Vec<Arc<dyn DynRule>> {
     linear::rules()
 }
 
+/// The scan-schedule rules: a linear scan to its chunk-local + carry form.
+pub fn scan_rules() -> Vec<Arc<dyn DynRule>> {
+    scan::rules()
+}
+
 /// The merge rules: contractions that share an operand joined into one.
 pub fn merge_rules() -> Vec<Arc<dyn DynRule>> {
     merge::rules()
@@ -377,6 +383,7 @@ pub fn rule_names() -> Vec<&'static str> {
         .chain(contraction_rules().iter())
         .chain(attention_rules().iter())
         .chain(linear_rules().iter())
+        .chain(scan_rules().iter())
         .chain(merge_rules().iter())
         .map(|r| r.name())
         .collect();
