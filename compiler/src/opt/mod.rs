@@ -65,16 +65,20 @@ pub enum Phase {
     /// Causal linear attention (masked quadratic or recurrent) to chunked `linear_attn`,
     /// with the layout rules.
     Chunked,
+    /// Dense mixture-of-experts terms under a capacity-bounded gate to gather → expert on the
+    /// kept rows → scatter-add.
+    Moe,
     /// Contractions sharing an operand merged into one (Q/K/V projections).
     Merge,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 6] = [
         Phase::Layout,
         Phase::Contraction,
         Phase::Attention,
         Phase::Chunked,
+        Phase::Moe,
         Phase::Merge,
     ];
 
@@ -84,6 +88,7 @@ impl Phase {
             Phase::Contraction => "contraction",
             Phase::Attention => "attention",
             Phase::Chunked => "chunked",
+            Phase::Moe => "moe",
             Phase::Merge => "merge",
         }
     }
@@ -102,6 +107,7 @@ impl Phase {
                 v.extend(rules::layout_rules());
                 v
             }
+            Phase::Moe => rules::moe_rules(),
             Phase::Merge => rules::merge_rules(),
         };
         rs.into_iter().map(|r| rules::rewrite(r, budget)).collect()

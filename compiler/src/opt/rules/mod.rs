@@ -11,7 +11,7 @@
 //!
 //! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `attention.rs` with the mask
 //! recogniser `mask.rs`, `linear.rs` and `recurrence.rs` with the decay recogniser `decay.rs`,
-//! `merge.rs`); each is named and documented
+//! `moe.rs`, `merge.rs`); each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
 pub mod attention;
@@ -21,6 +21,7 @@ pub mod layout;
 pub mod linear;
 pub mod mask;
 pub mod merge;
+pub mod moe;
 pub mod recurrence;
 
 use super::analysis::{EG, TypeAnalysis};
@@ -365,6 +366,12 @@ pub fn linear_rules() -> Vec<Arc<dyn DynRule>> {
     linear::rules()
 }
 
+/// The mixture-of-experts rule: dense expert terms under a capacity-bounded gate to
+/// gather → expert on the kept rows → scatter-add.
+pub fn moe_rules() -> Vec<Arc<dyn DynRule>> {
+    moe::rules()
+}
+
 /// The merge rules: contractions that share an operand joined into one.
 pub fn merge_rules() -> Vec<Arc<dyn DynRule>> {
     merge::rules()
@@ -377,6 +384,7 @@ pub fn rule_names() -> Vec<&'static str> {
         .chain(contraction_rules().iter())
         .chain(attention_rules().iter())
         .chain(linear_rules().iter())
+        .chain(moe_rules().iter())
         .chain(merge_rules().iter())
         .map(|r| r.name())
         .collect();
