@@ -112,8 +112,7 @@ fn gate_column(eg: &EG, g: Id) -> Vec<Gate> {
                 continue;
             }
             let keep = eg.find(sel.children[0]);
-            if shape(eg, keep) != Some(s_shape) || !float_zero(eg, sel.children[2], CONST_DEPTH)
-            {
+            if shape(eg, keep) != Some(s_shape) || !float_zero(eg, sel.children[2], CONST_DEPTH) {
                 continue;
             }
             if let Some(cap) = capacity(eg, keep, ta) {
@@ -192,14 +191,17 @@ fn is_count(eg: &EG, p: Id, c: Id, ta: usize) -> bool {
 
 /// A scalar float constant held by `class`, possibly broadcast.
 fn float_const(eg: &EG, class: Id, depth: usize) -> Option<f64> {
-    eg[eg.find(class)].nodes.iter().find_map(|n| match n.op.op() {
-        Op::Const {
-            value: Literal::Float(x),
-            ..
-        } => Some(*x),
-        Op::Broadcast { .. } if depth > 0 => float_const(eg, n.children[0], depth - 1),
-        _ => None,
-    })
+    eg[eg.find(class)]
+        .nodes
+        .iter()
+        .find_map(|n| match n.op.op() {
+            Op::Const {
+                value: Literal::Float(x),
+                ..
+            } => Some(*x),
+            Op::Broadcast { .. } if depth > 0 => float_const(eg, n.children[0], depth - 1),
+            _ => None,
+        })
 }
 
 fn float_zero(eg: &EG, class: Id, depth: usize) -> bool {
@@ -208,14 +210,17 @@ fn float_zero(eg: &EG, class: Id, depth: usize) -> bool {
 
 /// A scalar integer constant held by `class`, possibly broadcast.
 fn int_const(eg: &EG, class: Id, depth: usize) -> Option<i64> {
-    eg[eg.find(class)].nodes.iter().find_map(|n| match n.op.op() {
-        Op::Const {
-            value: Literal::Int(x),
-            ..
-        } => Some(*x),
-        Op::Broadcast { .. } if depth > 0 => int_const(eg, n.children[0], depth - 1),
-        _ => None,
-    })
+    eg[eg.find(class)]
+        .nodes
+        .iter()
+        .find_map(|n| match n.op.op() {
+            Op::Const {
+                value: Literal::Int(x),
+                ..
+            } => Some(*x),
+            Op::Broadcast { .. } if depth > 0 => int_const(eg, n.children[0], depth - 1),
+            _ => None,
+        })
 }
 
 /// The zero of a dtype, for padding.
@@ -316,10 +321,7 @@ fn dispatch(eg: &EG, gate: &Gate, g: Id, f: Id, gi: usize) -> Vec<Outcome> {
             },
             vec![sc],
         );
-        if previous
-            .as_ref()
-            .is_some_and(|p| p.nodes == plan.nodes)
-        {
+        if previous.as_ref().is_some_and(|p| p.nodes == plan.nodes) {
             break;
         }
         previous = Some(plan.clone());
@@ -420,7 +422,12 @@ impl Rows<'_> {
         full.extend(ty.shape[self.ta + 1..].iter().cloned());
         let mut idx = self.idx;
         if idx_shape.len() != self.ta + 2 {
-            idx = plan.push(Op::Reshape { shape: idx_shape.clone() }, vec![idx]);
+            idx = plan.push(
+                Op::Reshape {
+                    shape: idx_shape.clone(),
+                },
+                vec![idx],
+            );
         }
         if full != idx_shape {
             idx = plan.push(Op::Broadcast { shape: full }, vec![idx]);
