@@ -2,7 +2,8 @@
 //! "every expert on every token × capacity-masked gate" becomes gather → expert on CAP rows →
 //! scatter-add, agrees with the dense form on the interpreter (seeded random inputs, T from 1
 //! to 37 with primes, B ∈ {1, 3}, tokens dropped by capacity), is refused where the gate is
-//! not provably capacity-bounded or the expert is not row-wise, and cuts the experts' FLOPs
+//! not provably capacity-bounded or the expert is not row-wise, never rebuilds an integer
+//! division by a gathered row (padding rows are zeros), and cuts the experts' FLOPs
 //! by about E / capacity factor at realistic sizes (`seqc stats`).
 
 use seqc::ir::{DimBindings, Graph, Op};
@@ -171,6 +172,36 @@ fn experts_that_mix_tokens_are_not_gathered() {
     assert_eq!(count(&h, "scatter_add"), 4);
     for t in [1, 7, 37] {
         agree(&g, &h, &dims(2, t), 3);
+    }
+}
+
+#[test]
+fn integer_division_by_a_gathered_row_is_not_rebuilt() {
+    // 1 / [x ≠ 0] is 1 on every real row and a division by zero on a padding row (zeros):
+    // the expert may be gathered above the division, never below it.
+    let src = variant(
+        "linear(relu(linear(x, wi.weight)), wo.weight)",
+        "linear(relu(linear(x * cast(1 / cast(x != 0.0, i32), f32), wi.weight)), wo.weight)",
+    );
+    let g = load(&src);
+    let (conv, _) = opt::saturate(&g, &OptOptions::default());
+    let eg = &conv.egraph;
+    let mut gathered = 0;
+    for class in eg.classes() {
+        let on_slots = class
+            .data
+            .tensor()
+            .is_some_and(|t| t.shape.len() == 3 && t.shape[1].as_const() == Some(3));
+        gathered += usize::from(on_slots && class.nodes.iter().any(|n| n.op.name() == "einsum"));
+        assert!(
+            !(on_slots && class.nodes.iter().any(|n| n.op.name() == "div")),
+            "an integer division was rebuilt on gathered rows"
+        );
+    }
+    assert!(gathered > 0, "the experts above the division are gathered");
+    let (h, _) = optimize(&g);
+    for t in [1, 7] {
+        agree(&g, &h, &dims(2, t), 4);
     }
 }
 

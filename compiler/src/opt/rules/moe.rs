@@ -13,7 +13,7 @@
 //! reductions over trailing axes, so row t of the result depends on row t of its inputs only.
 
 use super::{Arg, DynRule, Outcome, Plan, shape};
-use crate::ir::{DimExpr, Literal, Op};
+use crate::ir::{BinaryOp, DimExpr, Literal, Op};
 use crate::opt::analysis::EG;
 use crate::opt::einsum::Spec;
 use crate::opt::lang::TNode;
@@ -131,7 +131,7 @@ fn gate_column(eg: &EG, g: Id) -> Vec<Gate> {
 /// CAP when `keep` = c ∧ (int(cumsum_ta(c)) ≤ CAP), CAP ≥ 1 (see [`gate_column`]).
 fn capacity(eg: &EG, keep: Id, ta: usize) -> Option<i64> {
     for n in &eg[keep].nodes {
-        if !matches!(n.op.op(), Op::Binary(crate::ir::BinaryOp::And)) {
+        if !matches!(n.op.op(), Op::Binary(BinaryOp::And)) {
             continue;
         }
         for ci in 0..2 {
@@ -152,7 +152,7 @@ fn capacity(eg: &EG, keep: Id, ta: usize) -> Option<i64> {
 /// K when `b` is cast(P, int) ≤ K or cast(P, int) < K + 1 with P the inclusive count of `c`
 /// along `ta`.
 fn count_bound(eg: &EG, b: Id, c: Id, ta: usize) -> Option<i64> {
-    use crate::ir::BinaryOp::{Le, Lt};
+    use BinaryOp::{Le, Lt};
     eg[b].nodes.iter().find_map(|n| {
         let slack = match n.op.op() {
             Op::Binary(Le) => 0,
@@ -297,7 +297,7 @@ fn dispatch(eg: &EG, gate: &Gate, g: Id, f: Id, gi: usize) -> Vec<Outcome> {
         let g_pad = plan.push(pad_op(ta, &cap, g_dtype), vec![Arg::Class(g)]);
         let gg = plan.push(Op::Gather { axis: ta }, vec![g_pad, idx]);
         let operands = if gi == 0 { vec![gg, fg] } else { vec![fg, gg] };
-        let src = plan.push(Op::Binary(crate::ir::BinaryOp::Mul), operands);
+        let src = plan.push(Op::Binary(BinaryOp::Mul), operands);
         let mut src_shape = f_shape.to_vec();
         src_shape[ta] = cap.clone();
         let idx_src = plan.push(Op::Broadcast { shape: src_shape }, vec![idx]);
@@ -451,6 +451,14 @@ impl Rows<'_> {
             Op::Reduce { axes, .. } if axes.iter().all(|a| *a > ta) => {
                 let x = eg.find(n.children[0]);
                 self.has_prefix(x).then_some(vec![Part::Row(x)])?
+            }
+            // Integer division by a row-wise value could fail on a padding row (all zeros)
+            // where the dense form divides real rows only.
+            Op::Binary(BinaryOp::Div | BinaryOp::Rem)
+                if eg[c].data.tensor().is_some_and(|t| t.dtype.is_int())
+                    && row(n.children[1]).is_some() =>
+            {
+                return None;
             }
             Op::Binary(_) | Op::Select => {
                 let mut v = Vec::new();
