@@ -68,6 +68,9 @@ pub enum Phase {
     /// Linear scans to their chunk-local + carry form (chosen where the target's sequential
     /// step latency makes it pay).
     Scan,
+    /// Dense mixture-of-experts terms under a capacity-bounded gate to gather → expert on the
+    /// kept rows → scatter-add.
+    Moe,
     /// Contractions sharing an operand merged into one (Q/K/V projections).
     Merge,
 }
@@ -79,6 +82,7 @@ impl Phase {
         Phase::Attention,
         Phase::Chunked,
         Phase::Scan,
+        Phase::Moe,
         Phase::Merge,
     ];
 
@@ -89,6 +93,7 @@ impl Phase {
             Phase::Attention => "attention",
             Phase::Chunked => "chunked",
             Phase::Scan => "scan",
+            Phase::Moe => "moe",
             Phase::Merge => "merge",
         }
     }
@@ -108,6 +113,7 @@ impl Phase {
                 v
             }
             Phase::Scan => rules::scan_rules(),
+            Phase::Moe => rules::moe_rules(),
             Phase::Merge => rules::merge_rules(),
         };
         rs.into_iter().map(|r| rules::rewrite(r, budget)).collect()

@@ -11,7 +11,7 @@
 //!
 //! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `attention.rs` with the mask
 //! recogniser `mask.rs`, `linear.rs` and `recurrence.rs` with the decay recogniser `decay.rs`,
-//! `merge.rs`, the scan schedules of `scan.rs`); each is named and documented
+//! `merge.rs`, the scan schedules of `scan.rs`, the MoE dispatch of `moe.rs`); each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
 pub mod attention;
@@ -21,6 +21,7 @@ pub mod layout;
 pub mod linear;
 pub mod mask;
 pub mod merge;
+pub mod moe;
 pub mod recurrence;
 pub mod scan;
 
@@ -371,6 +372,12 @@ pub fn scan_rules() -> Vec<Arc<dyn DynRule>> {
     scan::rules()
 }
 
+/// The mixture-of-experts rule: dense expert terms under a capacity-bounded gate to
+/// gather → expert on the kept rows → scatter-add.
+pub fn moe_rules() -> Vec<Arc<dyn DynRule>> {
+    moe::rules()
+}
+
 /// The merge rules: contractions that share an operand joined into one.
 pub fn merge_rules() -> Vec<Arc<dyn DynRule>> {
     merge::rules()
@@ -384,6 +391,7 @@ pub fn rule_names() -> Vec<&'static str> {
         .chain(attention_rules().iter())
         .chain(linear_rules().iter())
         .chain(scan_rules().iter())
+        .chain(moe_rules().iter())
         .chain(merge_rules().iter())
         .map(|r| r.name())
         .collect();
