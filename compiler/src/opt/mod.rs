@@ -76,7 +76,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Layout,
         Phase::Contraction,
         Phase::Attention,
