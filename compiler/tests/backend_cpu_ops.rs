@@ -243,3 +243,21 @@ output y = scan_fn(outer, init = [ones([B, 3])], xs = [x], axis = 1);",
     );
     assert!(e < 1e-4, "{e:.3e}");
 }
+
+#[test]
+fn scan_fn_states_with_unit_dims_read_through_reshapes_match_the_interpreter() {
+    // State a is [B, 1, 2, 3] (its stores do not unflatten, so they take the slice map's
+    // division), and the body reads its own new a through a reshape (another layout).
+    let e = scan_fn_err(
+        "input x: f32[B, T, 6];
+fn step(a, b, x) {
+    let n = sin(reshape(a, [B, 6]) * 0.5 + x);
+    let a2 = reshape(n, [B, 1, 2, 3]);
+    (a2, b * 0.5 + reshape(a2, [B, 6]))
+}
+let (a, b) = scan_fn(step, init = [ones([B, 1, 2, 3]), zeros([B, 6])], xs = [x], axis = 1);
+output a = a;
+output b = b;",
+    );
+    assert!(e < 1e-4, "{e:.3e}");
+}

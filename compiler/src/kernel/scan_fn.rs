@@ -10,8 +10,8 @@
 
 use super::access::{add, div, flat, int, lt, mul, rem, sub};
 use super::lower::{KernelError, Lowerer};
-use super::{Acc, BufId, BufKind, Buffer, Expr, Loop, Sched, Stmt, Var};
-use crate::ir::{DimExpr, Graph, NodeId, Op, Type};
+use super::{Acc, BufId, BufKind, Buffer, Expr, Loop, Sched, Stmt, Ty, Var};
+use crate::ir::{BinaryOp, DimExpr, Graph, NodeId, Op, Type};
 use seqc_runtime::DType;
 
 /// An input of a body graph: its value at index `params` (placeholder variables) is `expr`.
@@ -181,12 +181,17 @@ impl<'g> Lowerer<'g> {
         }
         let body_kernels = self.lower_body(id, body, bound, &outs, depth)?;
         // Stand-in buffer k (state layout) → slice t of stacked output k.
-        let fakes: Vec<(BufId, BufId, Expr)> = outs
+        let fakes: Vec<Slot> = outs
             .iter()
             .enumerate()
-            .map(|(k, s)| {
-                let fake = BufId(placeholder(depth, k));
-                (fake, s.buf, slice_map(s, axis, &len, Expr::Var(t)))
+            .map(|(k, s)| Slot {
+                fake: BufId(placeholder(depth, k)),
+                real: s.buf,
+                map: slice_map(s, axis, &len, Expr::Var(t)),
+                shape: s.shape.clone(),
+                stacked: s.stacked.clone(),
+                axis,
+                t: Expr::Var(t),
             })
             .collect();
         let mut stmts = Vec::new();
@@ -404,9 +409,75 @@ fn map_expr(e: &Expr, f: &mut impl FnMut(&Expr) -> Option<Expr>) -> Expr {
     }
 }
 
+/// A body output's stand-in buffer and where its elements go: slice `t` of `real`.
+struct Slot {
+    fake: BufId,
+    real: BufId,
+    /// The flat index in `real` of the stand-in's flat index `Var(u32::MAX)`.
+    map: Expr,
+    shape: Vec<Expr>,
+    stacked: Vec<Expr>,
+    axis: usize,
+    t: Expr,
+}
+
+impl Slot {
+    /// The index in the stacked buffer of flat index `f` of the stand-in: when `f` is a
+    /// row-major flattening over the state's shape (as every store and load the lowering
+    /// builds is), its multi-index with `t` inserted, flattened again; else the slice map.
+    fn index(&self, f: &Expr) -> Expr {
+        match unflat(f, &self.shape) {
+            Some(mut idx) => {
+                idx.insert(self.axis, self.t.clone());
+                flat(&idx, &self.stacked)
+            }
+            None => at(&self.map, f),
+        }
+    }
+}
+
+/// The multi-index `idx` if `e` is `flat(idx, shape)` in the Horner form `flat` builds
+/// (each step `rest · d + i`, with d the shape's dim); `None` otherwise. Each i is then below
+/// its d (the lowering flattens in-range indices), so the split is the unique one.
+fn unflat(e: &Expr, shape: &[Expr]) -> Option<Vec<Expr>> {
+    let Some((_, tail)) = shape.split_first() else {
+        return (*e == int(0)).then(Vec::new);
+    };
+    let mut out = Vec::with_capacity(shape.len());
+    let mut e = e;
+    for d in tail.iter().rev() {
+        let Expr::Binary {
+            op: BinaryOp::Add,
+            ty: Ty::I64,
+            a,
+            b,
+        } = e
+        else {
+            return None;
+        };
+        let Expr::Binary {
+            op: BinaryOp::Mul,
+            ty: Ty::I64,
+            a: rest,
+            b: m,
+        } = &**a
+        else {
+            return None;
+        };
+        if **m != *d {
+            return None;
+        }
+        out.push((**b).clone());
+        e = rest;
+    }
+    out.push(e.clone());
+    out.reverse();
+    Some(out)
+}
+
 /// Shifts accumulators by `off` and moves loads and stores of each stand-in buffer to its
-/// stacked buffer, the index mapped by the stand-in's slice map (`Var(u32::MAX)` = the index).
-fn rewrite_stmt(s: &mut Stmt, off: u32, fakes: &[(BufId, BufId, Expr)]) {
+/// stacked buffer at slice t ([`Slot::index`]).
+fn rewrite_stmt(s: &mut Stmt, off: u32, fakes: &[Slot]) {
     let fix = |e: &Expr| rewrite_expr(e, off, fakes);
     match s {
         Stmt::Loop(l) => {
@@ -418,9 +489,9 @@ fn rewrite_stmt(s: &mut Stmt, off: u32, fakes: &[(BufId, BufId, Expr)]) {
         Stmt::Store { buf, index, value } => {
             *value = fix(value);
             *index = fix(index);
-            if let Some((_, real, map)) = fakes.iter().find(|(f, ..)| f == buf) {
-                *index = at(map, index);
-                *buf = *real;
+            if let Some(slot) = fakes.iter().find(|f| f.fake == *buf) {
+                *index = slot.index(index);
+                *buf = slot.real;
             }
         }
         Stmt::Assign { acc, value } => {
@@ -436,15 +507,15 @@ fn rewrite_stmt(s: &mut Stmt, off: u32, fakes: &[(BufId, BufId, Expr)]) {
     }
 }
 
-fn rewrite_expr(e: &Expr, off: u32, fakes: &[(BufId, BufId, Expr)]) -> Expr {
+fn rewrite_expr(e: &Expr, off: u32, fakes: &[Slot]) -> Expr {
     map_expr(e, &mut |x| match x {
         Expr::Acc(a) => Some(Expr::Acc(Acc(a.0 + off))),
         Expr::Load { buf, index } => {
             let index = rewrite_expr(index, off, fakes);
-            Some(match fakes.iter().find(|(f, ..)| f == buf) {
-                Some((_, real, map)) => Expr::Load {
-                    buf: *real,
-                    index: Box::new(at(map, &index)),
+            Some(match fakes.iter().find(|f| f.fake == *buf) {
+                Some(slot) => Expr::Load {
+                    buf: slot.real,
+                    index: Box::new(slot.index(&index)),
                 },
                 None => Expr::Load {
                     buf: *buf,

@@ -102,7 +102,7 @@ fn scan_fn_is_one_serial_time_loop_over_its_body_kernels() {
     );
     assert!(text.contains("b0[((((i1 * T) + i0) * 3) + i2)]"), "{text}");
     assert!(
-        text.contains("b2[(((((i1 * 3) + i2) / 3) * (T * 3)) + ((i0 * 3) + (((i1 * 3) + i2) % 3)))] = tanh.f32("),
+        text.contains("b2[((((i1 * T) + i0) * 3) + i2)] = tanh.f32("),
         "{text}"
     );
 }
