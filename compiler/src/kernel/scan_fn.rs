@@ -299,16 +299,15 @@ impl<'g> Lowerer<'g> {
         let mut run = || -> Result<(), KernelError> {
             for i in 0..g.nodes.len() {
                 let x = NodeId(i as u32);
-                if let Op::Param { name } = &inner.g.node(x).op {
-                    if inner
+                if let Op::Param { name } = &inner.g.node(x).op
+                    && inner
                         .scoped_buffer(x, &BufKind::Param(name.clone()))
                         .is_none()
-                    {
-                        return Err(inner.invalid(
-                            x,
-                            &format!("param `{name}` is not a param of the enclosing graph"),
-                        ));
-                    }
+                {
+                    return Err(inner.invalid(
+                        x,
+                        &format!("param `{name}` is not a param of the enclosing graph"),
+                    ));
                 }
                 inner.node(x)?;
             }

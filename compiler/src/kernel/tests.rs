@@ -3,7 +3,7 @@
 
 use super::plan::live_ranges;
 use super::print::print_program;
-use super::{BufKind, KernelError, Sched, lower};
+use super::{BufKind, Sched, lower};
 use crate::frontend::load_str;
 use crate::ir::Graph;
 
@@ -159,6 +159,31 @@ fn a_malformed_scan_fn_is_named() {
         s.contains("in its body: node %") && s.contains("dtype f16"),
         "{s}"
     );
+    // The node's type: not a tuple; a state that does not stack its init; a state dtype
+    // the backend does not compute in.
+    let retyped = |f: &dyn Fn(&mut Vec<TensorType>) -> Type| {
+        let mut g = base.clone();
+        let Type::Tuple(ts) = &mut g.nodes[at].ty else {
+            panic!("a tuple")
+        };
+        g.nodes[at].ty = f(ts);
+        lower(&g).unwrap_err().to_string()
+    };
+    let s = retyped(&|ts| Type::Tensor(ts[0].clone()));
+    assert!(s.contains("expects a tuple type"), "{s}");
+    let s = retyped(&|ts| {
+        ts[0].shape.pop();
+        Type::Tuple(ts.clone())
+    });
+    assert!(
+        s.contains("state 0 (f32[B, T]) does not stack its init along axis 1"),
+        "{s}"
+    );
+    let s = retyped(&|ts| {
+        ts[0].dtype = DType::F16;
+        Type::Tuple(ts.clone())
+    });
+    assert!(s.contains("`scan_fn` has dtype f16"), "{s}");
     // A param the enclosing graph does not have.
     let s = err(&|op| {
         if let Op::ScanFn { body, .. } = op {
