@@ -1,5 +1,6 @@
-//! The kernel IR of a few specs (`seqc dump --stage kernels`) and the LLVM IR of a small one
-//! (`seqc dump --stage llvm`, before optimisation), against reviewed snapshots.
+//! The kernel IR of a few specs and of a `scan_fn` (`seqc dump --stage kernels`) and the LLVM
+//! IR of a small one (`seqc dump --stage llvm`, before optimisation), against reviewed
+//! snapshots.
 
 use seqc::{codegen, frontend, kernel};
 use std::path::Path;
@@ -29,4 +30,27 @@ fn llvm_snapshot_of_a_small_kernel() {
     let p = kernel::lower(&g).expect("lowers");
     let ir = codegen::cpu::llvm_ir(&p, false).expect("llvm");
     insta::assert_snapshot!("llvm_sum_exp", ir);
+}
+
+/// `scan_fn`: one serial time loop around the body's kernels; two states, one of them read
+/// back from slice t − 1 of its stacked output (the init at t = 0), a capture, and an einsum
+/// materialised per step into a temporary live only in that kernel.
+#[test]
+fn kernel_snapshot_of_a_scan_fn() {
+    let g = frontend::load_str(
+        "t.seq",
+        "dim B, T;
+input x: f32[B, T, 2];
+input w: f32[2, 2];
+fn step(h, c, x, w) {
+    let a = tanh(einsum(\"bi,ij->bj\", h, w) + x);
+    (a, c + a)
+}
+let (h, c) = scan_fn(step, init = [zeros([B, 2]), ones([B, 2])], xs = [x], args = [w], axis = 1);
+output h = h;
+output c = c;",
+    )
+    .expect("spec loads");
+    let p = kernel::lower(&g).expect("lowers");
+    insta::assert_snapshot!("kernels_scan_fn", kernel::print::print_program(&p));
 }

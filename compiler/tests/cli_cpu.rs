@@ -1,6 +1,7 @@
 //! End-to-end tests of the CPU backend's commands: `seqc compile`, `seqc dump --stage
-//! kernels|llvm`, `seqc run --backend cpu` (the same output as the interpreter), and the
-//! error for a spec the backend cannot compile yet.
+//! kernels|llvm`, `seqc run --backend cpu` (the same output as the interpreter; the
+//! reference outputs of the fixture sets of the `scan_fn` specs), and the error for a spec
+//! the backend cannot compile.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -80,9 +81,12 @@ fn dump_kernels_and_llvm() {
 
 #[test]
 fn an_unsupported_spec_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = dir.path().join("half.seq");
+    std::fs::write(&spec, "dim B, T;\ninput x: f16[B, T];\noutput y = x + x;\n").expect("writes");
     let o = seqc(&[
         "run",
-        "ir-specs/rwkv4_recurrent.seq",
+        spec.to_str().expect("utf-8"),
         "--dims",
         "B=1,T=8",
         "--backend",
@@ -91,8 +95,86 @@ fn an_unsupported_spec_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("`scan_fn` is not supported by the CPU backend yet")
+        err.contains("dtype f16, which the CPU backend does not compute in yet")
             && !err.contains("panicked"),
         "{err}"
     );
+}
+
+/// The fixture sets (tests/fixtures/STEM.json and its safetensors) of the specs whose
+/// recurrence is a `scan_fn`, run on the CPU backend: every output must be within the set's
+/// tolerance of the reference, `max |got − want| ≤ tolerance · max(1, max |want|)`.
+#[test]
+fn run_on_cpu_matches_the_scan_fn_fixtures() {
+    let fx = root().join("tests/fixtures");
+    let stems = [
+        "rwkv4_recurrent",
+        "rwkv4_recurrent.t1",
+        "rwkv4_recurrent.t23",
+        "hf_rwkv",
+        "hf_rwkv.t1",
+        "hf_rwkv.t16",
+    ];
+    for stem in stems {
+        let file = |kind: &str| fx.join(format!("{stem}.{kind}"));
+        let text = std::fs::read_to_string(file("json")).expect("fixture json");
+        let meta: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let spec = format!("ir-specs/{}.seq", meta["spec"].as_str().expect("spec"));
+        let dims: Vec<String> = meta["dims"]
+            .as_object()
+            .expect("dims")
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let tol = meta["tolerance"].as_f64().expect("tolerance");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.safetensors");
+        let (w, i) = (file("weights.safetensors"), file("inputs.safetensors"));
+        let dims = dims.join(",");
+        let mut args: Vec<&str> = vec![
+            "run",
+            &spec,
+            "--backend",
+            "cpu",
+            "--dims",
+            &dims,
+            "--weights",
+            w.to_str().expect("utf-8"),
+            "--inputs",
+            i.to_str().expect("utf-8"),
+            "-o",
+            out.to_str().expect("utf-8"),
+        ];
+        let config = dir.path().join("config.json");
+        if let Some(c) = meta.get("config") {
+            std::fs::write(&config, c.to_string()).expect("writes config");
+            args.extend(["--config", config.to_str().expect("utf-8")]);
+        }
+        ok(&args);
+        let got = seqc_runtime::io::read_safetensors(&out).expect("outputs");
+        let want =
+            seqc_runtime::io::read_safetensors(&file("expected.safetensors")).expect("expected");
+        assert!(!want.is_empty(), "{stem}");
+        for (name, w) in &want {
+            let g = got
+                .get(name)
+                .unwrap_or_else(|| panic!("{stem}: no `{name}`"));
+            assert_eq!(g.shape, w.shape, "{stem}: `{name}`");
+            let (g, w) = (g.to_f64_vec(), w.to_f64_vec());
+            let scale = w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+            let err = g
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(
+                    0.0f64,
+                    |m, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+                );
+            assert!(
+                err <= tol * scale,
+                "{stem}: `{name}` is {err:.3e} from the reference (allowed {:.3e})",
+                tol * scale
+            );
+        }
+    }
 }

@@ -79,18 +79,21 @@ fn inlinable(g: &Graph, id: NodeId, consumers: &[Vec<NodeId>], outputs: &[NodeId
 
 pub(super) struct Lowerer<'g> {
     pub(super) g: &'g Graph,
-    prog: Program,
-    buf_of: Vec<Option<BufId>>,
+    pub(super) prog: Program,
+    pub(super) buf_of: Vec<Option<BufId>>,
     inline: Vec<bool>,
     /// Per node, its shape as expressions.
     pub(super) shapes: Vec<Vec<Expr>>,
     /// The kernel being built: its variables and accumulators.
-    vars: u32,
-    accs: Vec<Ty>,
+    pub(super) vars: u32,
+    pub(super) accs: Vec<Ty>,
+    /// Set when lowering a `scan_fn` body (`scan_fn.rs`): how its inputs are read and where
+    /// its outputs go.
+    pub(super) scope: Option<super::scan_fn::BodyScope>,
 }
 
 impl<'g> Lowerer<'g> {
-    fn new(g: &'g Graph) -> Result<Self, KernelError> {
+    pub(super) fn new(g: &'g Graph) -> Result<Self, KernelError> {
         let mut consumers = vec![Vec::new(); g.nodes.len()];
         for (i, n) in g.nodes.iter().enumerate() {
             // One entry per use: `e * e` uses `e` twice and so does not inline it.
@@ -104,8 +107,9 @@ impl<'g> Lowerer<'g> {
         for (i, n) in g.nodes.iter().enumerate() {
             let id = NodeId(i as u32);
             let op = n.op.name().to_string();
-            if matches!(n.op, Op::AttentionLse { .. }) {
-                // A tuple with no buffer: each `extract` of it is computed by its own kernel.
+            if matches!(n.op, Op::AttentionLse { .. } | Op::ScanFn { .. }) {
+                // A tuple with no buffer: each `extract` of an `attention_lse` is computed by
+                // its own kernel; a `scan_fn` writes the buffers of its extracts.
                 shapes.push(Vec::new());
                 inline.push(false);
                 continue;
@@ -150,6 +154,7 @@ impl<'g> Lowerer<'g> {
             shapes,
             vars: 0,
             accs: Vec::new(),
+            scope: None,
         })
     }
 
@@ -169,7 +174,11 @@ impl<'g> Lowerer<'g> {
         &self.g.tensor_ty(id).shape
     }
 
-    fn add_buffer(&mut self, id: NodeId, kind: BufKind) -> BufId {
+    pub(super) fn add_buffer(&mut self, id: NodeId, kind: BufKind) -> BufId {
+        if let Some(b) = self.scoped_buffer(id, &kind) {
+            self.buf_of[id.index()] = Some(b);
+            return b;
+        }
         let t = self.g.tensor_ty(id);
         let b = BufId(self.prog.buffers.len() as u32);
         self.prog.buffers.push(Buffer {
@@ -193,9 +202,12 @@ impl<'g> Lowerer<'g> {
     }
 
     /// Lowers one node: leaves get buffers, inlined nodes nothing, the rest a kernel.
-    fn node(&mut self, id: NodeId) -> Result<(), KernelError> {
+    pub(super) fn node(&mut self, id: NodeId) -> Result<(), KernelError> {
         let n = self.g.node(id);
         match &n.op {
+            Op::Input { .. } if self.is_bound(id) => return Ok(()),
+            Op::ScanFn { .. } => return self.scan_fn(id),
+            Op::Extract { .. } if self.buf_of[id.index()].is_some() => return Ok(()),
             Op::Input { name } => {
                 self.add_buffer(id, BufKind::Input(name.clone()));
                 return Ok(());
@@ -221,7 +233,7 @@ impl<'g> Lowerer<'g> {
             _ if self.inline[id.index()] => return Ok(()),
             _ => {}
         }
-        self.vars = 0;
+        self.vars = self.var_base();
         self.accs.clear();
         let out = self.add_buffer(id, BufKind::Temp);
         let kernels = match &n.op {
@@ -292,25 +304,30 @@ impl<'g> Lowerer<'g> {
             }
         };
         for root in kernels {
-            let name = format!(
-                "k{}_{}",
-                self.prog.kernels.len(),
-                n.op.name()
-                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-            );
-            self.prog.kernels.push(Kernel {
-                name,
-                node: id,
-                op: n.op.name().to_string(),
-                accs: self.accs.clone(),
-                root,
-            });
+            self.push_kernel(id, root);
         }
         Ok(())
     }
 
+    /// Appends a kernel computing node `id` with the current accumulators.
+    pub(super) fn push_kernel(&mut self, id: NodeId, root: Loop) {
+        let op = self.g.node(id).op.name();
+        let name = format!(
+            "k{}_{}",
+            self.prog.kernels.len(),
+            op.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        self.prog.kernels.push(Kernel {
+            name,
+            node: id,
+            op: op.to_string(),
+            accs: self.accs.clone(),
+            root,
+        });
+    }
+
     /// A loop nest over `shape` (outermost parallel) storing `f(idx)` into `out`.
-    fn map_kernel(
+    pub(super) fn map_kernel(
         &mut self,
         out: BufId,
         shape: &[Expr],
@@ -355,6 +372,9 @@ impl<'g> Lowerer<'g> {
 
     /// The value of node `id` at `idx`: a load when it is materialised, else its expression.
     pub(super) fn access(&mut self, id: NodeId, idx: &[Expr]) -> Result<Expr, KernelError> {
+        if let Some(e) = self.bound_access(id, idx) {
+            return Ok(e);
+        }
         match self.buf_of[id.index()] {
             Some(b) => Ok(Expr::Load {
                 buf: b,

@@ -6,7 +6,8 @@
 //! `transpose`, `broadcast`, `slice`), constants and `iota` become index maps folded into
 //! loads, single-use elementwise producers are fused into their elementwise consumer, and
 //! everything else is materialised into a buffer by one kernel. Reductions and einsums are
-//! loop nests with an accumulator. Sizes and extents stay symbolic ([`DimExpr`]); the runtime
+//! loop nests with an accumulator. A `scan_fn` is one kernel: a serial loop over its axis
+//! around its body's kernels (`scan_fn.rs`), its states written into their stacked outputs. Sizes and extents stay symbolic ([`DimExpr`]); the runtime
 //! evaluates them once the dims are bound. `print.rs` gives the text form
 //! (`seqc dump --stage kernels`); `plan.rs` the live ranges the runtime places buffers by.
 //!
@@ -20,6 +21,7 @@ mod inline;
 mod lower;
 pub mod plan;
 pub mod print;
+mod scan_fn;
 
 #[cfg(test)]
 mod tests;
@@ -190,7 +192,8 @@ pub struct Loop {
     pub body: Vec<Stmt>,
 }
 
-/// One kernel: a loop nest computing one buffer (or updating it, for `scatter_add`).
+/// One kernel: a loop nest computing one buffer (or updating it, for `scatter_add`; for a
+/// `scan_fn`, the stacked buffer of every state and its body's temporaries).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kernel {
     /// The symbol name in the generated code, `k<index>_<op>`.

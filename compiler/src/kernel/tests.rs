@@ -1,9 +1,9 @@
 //! Unit tests of lowering to kernels: what is fused and what is materialised, live ranges,
-//! and the errors for what the backend cannot compile yet.
+//! `scan_fn`'s time loop, and the errors for what the backend cannot compile.
 
 use super::plan::live_ranges;
 use super::print::print_program;
-use super::{BufKind, KernelError, Sched, lower};
+use super::{BufKind, Sched, lower};
 use crate::frontend::load_str;
 use crate::ir::Graph;
 
@@ -63,16 +63,141 @@ fn reductions_have_an_accumulator_and_live_ranges_end_at_the_last_reader() {
     assert!(lives[1..].iter().all(|l| l.last == last), "{text}");
 }
 
+const SCAN_FN: &str = "input x: f32[B, T, 3];
+input w: f32[3, 3];
+fn step(h, x, w) { tanh(einsum(\"bi,ij->bj\", h, w) + x) }
+output y = scan_fn(step, init = [zeros([B, 3])], xs = [x], args = [w], axis = 1);";
+
 #[test]
-fn an_unsupported_operator_is_named_with_its_node() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-specs/rwkv4_recurrent.seq");
-    let g = crate::frontend::load_file(&path).expect("spec loads");
-    let e = lower(&g).unwrap_err();
-    assert!(matches!(e, KernelError::Unsupported { ref op, .. } if op == "scan_fn"));
-    let s = e.to_string();
+fn scan_fn_is_one_serial_time_loop_over_its_body_kernels() {
+    let p = lower(&graph(SCAN_FN)).expect("lowers");
+    let text = print_program(&p);
+    // One kernel: the time loop, serial, holding the body's einsum and its tanh.
+    assert_eq!(p.kernels.len(), 1, "{text}");
+    let k = &p.kernels[0];
+    assert_eq!(
+        (k.op.as_str(), k.root.sched),
+        ("scan_fn", Sched::Serial),
+        "{text}"
+    );
     assert!(
-        s.contains("`scan_fn` is not supported by the CPU backend yet") && s.contains("node %"),
+        text.contains("  for i0 in 0..T {\n    for i1 in 0..B {"),
+        "{text}"
+    );
+    assert_eq!(k.root.body.len(), 2, "{text}");
+    // Buffers: x, w, the stacked y (the extract's), the einsum's per-step temporary; both
+    // arena buffers live in k0 only.
+    assert_eq!(p.buffers.len(), 4, "{text}");
+    assert!(
+        text.contains("b2: f32[B, T, 3] arena live k0..k0"),
+        "{text}"
+    );
+    assert!(text.contains("b3: f32[B, 3] arena live k0..k0"), "{text}");
+    assert!(text.contains("output `y` = b2"), "{text}");
+    // The previous state is read back from slice t − 1 of y (the init, zeros, at t = 0);
+    // x is read at step t through its index map; the new state goes to slice t of y.
+    assert!(
+        text.contains("select((i0 < 1), 0.0:f32, b2[((((i1 * T) + (i0 - 1)) * 3) + i2)])"),
+        "{text}"
+    );
+    assert!(text.contains("b0[((((i1 * T) + i0) * 3) + i2)]"), "{text}");
+    assert!(
+        text.contains("b2[((((i1 * T) + i0) * 3) + i2)] = tanh.f32("),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_malformed_scan_fn_is_named() {
+    use crate::ir::{Op, TensorType, Type};
+    use seqc_runtime::DType;
+    let base = graph(SCAN_FN);
+    let at = base
+        .nodes
+        .iter()
+        .position(|n| matches!(n.op, Op::ScanFn { .. }))
+        .expect("a scan_fn");
+    let err = |f: &dyn Fn(&mut Op)| {
+        let mut g = base.clone();
+        f(&mut g.nodes[at].op);
+        let s = lower(&g).unwrap_err().to_string();
+        assert!(s.contains(&format!("node %{at} `scan_fn`")), "{s}");
+        s
+    };
+    let s = err(&|op| {
+        if let Op::ScanFn { n_xs, .. } = op {
+            *n_xs = 0;
+        }
+    });
+    assert!(
+        s.contains("expects at least one state and one sequence, found 1 state(s), 0 sequence(s)"),
+        "{s}"
+    );
+    let s = err(&|op| {
+        if let Op::ScanFn { axis, .. } = op {
+            *axis = 7;
+        }
+    });
+    assert!(s.contains("the sequences have no axis 7"), "{s}");
+    let s = err(&|op| {
+        if let Op::ScanFn { body, .. } = op {
+            body.outputs.clear();
+        }
+    });
+    assert!(
+        s.contains("the body's inputs or outputs do not match the scan"),
+        "{s}"
+    );
+    // An unsupported dtype inside the body is named with the body's node.
+    let s = err(&|op| {
+        if let Op::ScanFn { body, .. } = op {
+            let last = body.nodes.len() - 1;
+            body.nodes[last].ty = Type::Tensor(TensorType::new(DType::F16, Vec::new()));
+        }
+    });
+    assert!(
+        s.contains("in its body: node %") && s.contains("dtype f16"),
+        "{s}"
+    );
+    // The node's type: not a tuple; a state that does not stack its init; a state dtype
+    // the backend does not compute in.
+    let retyped = |f: &dyn Fn(&mut Vec<TensorType>) -> Type| {
+        let mut g = base.clone();
+        let Type::Tuple(ts) = &mut g.nodes[at].ty else {
+            panic!("a tuple")
+        };
+        g.nodes[at].ty = f(ts);
+        lower(&g).unwrap_err().to_string()
+    };
+    let s = retyped(&|ts| Type::Tensor(ts[0].clone()));
+    assert!(s.contains("expects a tuple type"), "{s}");
+    let s = retyped(&|ts| {
+        ts[0].shape.pop();
+        Type::Tuple(ts.clone())
+    });
+    assert!(
+        s.contains("state 0 (f32[B, T]) does not stack its init along axis 1"),
+        "{s}"
+    );
+    let s = retyped(&|ts| {
+        ts[0].dtype = DType::F16;
+        Type::Tuple(ts.clone())
+    });
+    assert!(s.contains("`scan_fn` has dtype f16"), "{s}");
+    // A param the enclosing graph does not have.
+    let s = err(&|op| {
+        if let Op::ScanFn { body, .. } = op {
+            let t = TensorType::new(DType::F32, Vec::new());
+            body.add_leaf(
+                Op::Param {
+                    name: "ghost".into(),
+                },
+                t,
+            );
+        }
+    });
+    assert!(
+        s.contains("param `ghost` is not a param of the enclosing graph"),
         "{s}"
     );
 }
