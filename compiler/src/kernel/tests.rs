@@ -228,6 +228,30 @@ fn linear_attn_is_a_recurrence_over_a_scratch_state() {
 }
 
 #[test]
+fn a_malformed_linear_attn_is_named() {
+    const LA: &str = "graph(B, T) {
+  %0 = input \"q\" : f32[B, T, 2]
+  %1 = input \"w\" : f32[T, 2]
+  %2 = linear_attn(%0, %0, %0) chunk=4 strict=false : f32[B, T, 2]
+  output \"y\" = %2
+}
+";
+    // Too few operands.
+    let mut g = ir(LA);
+    g.nodes[2].inputs.pop();
+    let s = lower(&g).unwrap_err().to_string();
+    assert!(
+        s.contains("node %2 `linear_attn`") && s.contains("expects float q, k"),
+        "{s}"
+    );
+    // A q of another rank than the result.
+    let mut g = ir(LA);
+    g.nodes[2].inputs[0] = crate::ir::NodeId(1);
+    let s = lower(&g).unwrap_err().to_string();
+    assert!(s.contains("expects q of the result's rank"), "{s}");
+}
+
+#[test]
 fn each_extract_of_attention_lse_is_one_kernel() {
     let p = lower(&ir("graph(B, T) {
   %0 = input \"q\" : f32[B, T, 2]
