@@ -14,8 +14,13 @@ use std::collections::BTreeMap;
 /// Runs `ir` on the CPU backend and the interpreter at B = 2, T = 37 and returns the largest
 /// relative difference over the outputs (NaNs must coincide).
 fn max_rel_err(ir: &str) -> f64 {
+    max_rel_err_t(ir, 37)
+}
+
+/// `max_rel_err` at B = 2 and the given T.
+fn max_rel_err_t(ir: &str, t: i64) -> f64 {
     let g = parse_graph(ir).unwrap_or_else(|e| panic!("{e:?}\n{ir}"));
-    max_rel_err_at(&g, &[37])
+    max_rel_err_at(&g, &[t])
 }
 
 /// The largest relative difference between the CPU backend and the interpreter over the
@@ -64,8 +69,13 @@ fn max_rel_err_at(g: &Graph, ts: &[i64]) -> f64 {
     worst
 }
 
-/// q, k, v: [B, 2, T, 3|3|4] and a log-decay g = −softplus(x) of shape `g_shape`.
+/// q, k, v: [B, 2, T, 3|3|4] and a log-decay g = −softplus(x), per step or per channel.
 fn linear_attn_ir(strict: bool, per_channel: bool) -> String {
+    linear_attn_ir_scaled(strict, per_channel, -1.0)
+}
+
+/// As `linear_attn_ir` with g = scale · softplus(x): a scale > 0 makes it a growth.
+fn linear_attn_ir_scaled(strict: bool, per_channel: bool, scale: f64) -> String {
     let gs = if per_channel {
         "[B, 2, T, 3]"
     } else {
@@ -78,11 +88,12 @@ fn linear_attn_ir(strict: bool, per_channel: bool) -> String {
   %2 = input \"v\" : f32[B, 2, T, 4]
   %3 = input \"x\" : f32{gs}
   %4 = softplus(%3) : f32{gs}
-  %5 = neg(%4) : f32{gs}
-  %6 = linear_attn(%0, %1, %2, %5) chunk=16 strict={strict} : f32[B, 2, T, 4]
-  %7 = linear_attn(%0, %1, %2) chunk=16 strict={strict} : f32[B, 2, T, 4]
-  output \"y\" = %6
-  output \"z\" = %7
+  %5 = const {scale:?} dtype=f32 : f32[]
+  %6 = mul(%4, %5) : f32{gs}
+  %7 = linear_attn(%0, %1, %2, %6) chunk=16 strict={strict} : f32[B, 2, T, 4]
+  %8 = linear_attn(%0, %1, %2) chunk=16 strict={strict} : f32[B, 2, T, 4]
+  output \"y\" = %7
+  output \"z\" = %8
 }}
 "
     )
@@ -97,6 +108,42 @@ fn linear_attn_matches_the_interpreter_across_partial_chunks() {
                 e < 1e-4,
                 "strict={strict} per_channel={per_channel}: {e:.3e}"
             );
+        }
+    }
+}
+
+/// The recurrent lowering at the edges of T: one step, and a prime T > 256 (no chunk or
+/// vector width divides it).
+#[test]
+fn linear_attn_matches_the_interpreter_at_t_1_and_a_large_prime_t() {
+    for t in [1, 263] {
+        for strict in [false, true] {
+            for per_channel in [false, true] {
+                let e = max_rel_err_t(&linear_attn_ir(strict, per_channel), t);
+                assert!(
+                    e < 1e-4,
+                    "T={t} strict={strict} per_channel={per_channel}: {e:.3e}"
+                );
+            }
+        }
+    }
+}
+
+/// Per-channel decays with |g| up to thousands (e^g underflows to 0 in f32, often in f64
+/// too), and growth (g > 0, the state grows by up to e^{0.2·T·3}) at a moderate T.
+#[test]
+fn linear_attn_matches_the_interpreter_with_underflowing_decays_and_growth() {
+    for (scale, t) in [(-1000.0, 37), (-40.0, 37), (0.2, 29)] {
+        for strict in [false, true] {
+            for per_channel in [false, true] {
+                let ir = linear_attn_ir_scaled(strict, per_channel, scale);
+                let e = max_rel_err_t(&ir, t);
+                assert!(
+                    e < 1e-4,
+                    "g = {scale}·softplus(x), T={t} strict={strict} per_channel={per_channel}: \
+                     {e:.3e}"
+                );
+            }
         }
     }
 }

@@ -1,9 +1,10 @@
-//! Lowering of the optimizer's sequence operators `linear_attn` and `attention` to direct
-//! loop nests (values as `ir/op.rs` states them; the chunk and tile sizes are a schedule and
-//! change no value). Neither materialises a T × T matrix: every score is recomputed where it
-//! is used, so the extra memory is O(1) per output element and the work is quadratic in T.
+//! Lowering of the optimizer's `attention` (and each `extract` of an `attention_lse`) to
+//! direct loop nests (values as `ir/op.rs` states them; the tile sizes are a schedule and
+//! change no value). No T × T matrix is materialised: every score is recomputed where it is
+//! used, so the extra memory is O(1) per output element and the work is quadratic in T.
+//! `linear_attn` is lowered to its recurrence in `linear_attn.rs`.
 
-use super::access::{add, int, lt, sub};
+use super::access::int;
 use super::lower::{Lowerer, serial, wbin, widen};
 use super::{BufId, Expr, KernelError, Loop, Stmt, Ty, Var};
 use crate::ir::mask::{Kind, Mask};
@@ -18,97 +19,6 @@ fn assign(acc: super::Acc, value: Expr) -> Stmt {
 }
 
 impl Lowerer<'_> {
-    /// `linear_attn`, per output element (…, t, e):
-    ///   out = Σ_c Σ_{s ≤ t′} q[t, c] · k[s, c] · e^{D} · v[s, e],  D = Σ_{s < j ≤ t′} g[j, c]
-    /// with t′ = t (t − 1 when strict): the keys are walked from s = t′ downwards so that D
-    /// gains one step's g per key. Accumulated in f64, rounded to the dtype once.
-    pub(super) fn linear_attn(
-        &mut self,
-        id: NodeId,
-        out: BufId,
-        strict: bool,
-    ) -> Result<Loop, KernelError> {
-        let ins = self.g.node(id).inputs.clone();
-        let ty = self.ty(id);
-        let shape = self.shapes[id.index()].clone();
-        let r = shape.len();
-        if !ty.is_float() || r < 2 || ins.len() < 3 {
-            return Err(self.invalid(id, "expects float q, k: [..., T, K] and v: [..., T, V]"));
-        }
-        let kd = self.shapes[ins[0].index()][r - 1].clone();
-        let vars: Vec<Var> = shape.iter().map(|_| self.var()).collect();
-        let (c, j) = (self.var(), self.var());
-        let idx: Vec<Expr> = vars.iter().map(|v| var(*v)).collect();
-        let lead = &idx[..r - 2];
-        let t = idx[r - 2].clone();
-        let top = if strict {
-            sub(t.clone(), int(1))
-        } else {
-            t.clone()
-        };
-        let count = add(top.clone(), int(1));
-        let s = sub(top, var(j));
-        let at = |time: Expr, last: Expr| {
-            let mut v = lead.to_vec();
-            v.push(time);
-            v.push(last);
-            v
-        };
-        let qv = self.access(ins[0], &at(t, var(c)))?;
-        let kv = self.access(ins[1], &at(s.clone(), var(c)))?;
-        let vv = self.access(ins[2], &at(s.clone(), idx[r - 1].clone()))?;
-        let sum = self.acc(Ty::F64);
-        let mut term = wbin(BinaryOp::Mul, Ty::F64, widen(qv, ty), widen(kv, ty));
-        let mut step = Vec::new();
-        let mut per_channel = Vec::new();
-        if let Some(&g) = ins.get(3) {
-            // D gains g[s + 1] before every key but the first (s + 1 ≤ t′ there).
-            let mut gi = lead.to_vec();
-            gi.push(add(s.clone(), int(1)));
-            if self.shapes[g.index()].len() == r {
-                gi.push(var(c));
-            }
-            let gty = self.ty(g);
-            let gv = widen(self.access(g, &gi)?, gty);
-            let d = self.acc(Ty::F64);
-            per_channel.push(assign(d, Expr::Float(0.0, Ty::F64)));
-            step.push(assign(
-                d,
-                Expr::Select {
-                    cond: Box::new(lt(int(0), var(j))),
-                    a: Box::new(wbin(BinaryOp::Add, Ty::F64, Expr::Acc(d), gv)),
-                    b: Box::new(Expr::Acc(d)),
-                },
-            ));
-            let decay = Expr::Unary {
-                op: UnaryOp::Exp,
-                ty: Ty::F64,
-                x: Box::new(Expr::Acc(d)),
-            };
-            term = wbin(BinaryOp::Mul, Ty::F64, term, decay);
-        }
-        term = wbin(BinaryOp::Mul, Ty::F64, term, widen(vv, ty));
-        step.push(assign(
-            sum,
-            wbin(BinaryOp::Add, Ty::F64, Expr::Acc(sum), term),
-        ));
-        per_channel.push(serial(j, count, step));
-        let body = vec![
-            assign(sum, Expr::Float(0.0, Ty::F64)),
-            serial(c, kd, per_channel),
-            Stmt::Store {
-                buf: out,
-                index: super::access::flat(&idx, &shape),
-                value: Expr::Cast {
-                    from: Ty::F64,
-                    to: ty,
-                    x: Box::new(Expr::Acc(sum)),
-                },
-            },
-        ];
-        Ok(self.nest(&vars, &shape, body))
-    }
-
     /// `attention`, per query row (…, t): a first pass over the visible keys finds the
     /// row's max score m; then per column e one more pass sums p = e^{x − m} and p · v[s, e]
     /// and stores their quotient (NaN when no key is visible, as the interpreter gives).

@@ -191,6 +191,19 @@ impl<'g> Lowerer<'g> {
         b
     }
 
+    /// A scratch arena buffer of `shape` in node `id`'s dtype, for a kernel's own state (it
+    /// does not become the node's value).
+    pub(super) fn add_scratch(&mut self, id: NodeId, shape: Vec<DimExpr>) -> BufId {
+        let b = BufId(self.prog.buffers.len() as u32);
+        self.prog.buffers.push(Buffer {
+            kind: BufKind::Temp,
+            dtype: self.g.tensor_ty(id).dtype,
+            shape,
+            node: id,
+        });
+        b
+    }
+
     pub(super) fn var(&mut self) -> Var {
         self.vars += 1;
         Var(self.vars - 1)

@@ -18,6 +18,7 @@
 mod access;
 mod attn;
 mod inline;
+mod linear_attn;
 mod lower;
 pub mod plan;
 pub mod print;
@@ -30,8 +31,9 @@ pub use lower::{KernelError, lower};
 
 /// Operators the optimizer can produce that this backend cannot lower yet: none now.
 /// `fused` groups are expanded into their body before lowering (`inline.rs`, this backend
-/// fuses the elementwise chain itself); `linear_attn`, `attention` and each `extract` of an
-/// `attention_lse` become direct loop nests (`attn.rs`). The compile path passes the list as
+/// fuses the elementwise chain itself); `linear_attn` becomes its recurrence with a [K, V]
+/// state (`linear_attn.rs`); `attention` and each `extract` of an `attention_lse` become
+/// direct loop nests (`attn.rs`). The compile path passes the list as
 /// `OptOptions::avoid_ops`, so an operator added here is avoided by the optimizer.
 pub const UNSUPPORTED_OPT_OPS: &[&str] = &[];
 

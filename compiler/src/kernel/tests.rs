@@ -314,10 +314,66 @@ fn linear_attn_and_attention_are_direct_loop_nests() {
     let text = print_program(&p);
     let ops: Vec<&str> = p.kernels.iter().map(|k| k.op.as_str()).collect();
     assert_eq!(ops, ["linear_attn", "attention"], "{text}");
-    // The decay exponent and the mask, evaluated in the loops.
-    assert!(text.contains("exp.f64("), "{text}");
+    // The decay factor and the mask, evaluated in the loops.
+    assert!(text.contains("exp.f32("), "{text}");
     assert!(text.contains("le.i32("), "{text}");
     assert!(text.contains("0.5:f32"), "{text}");
+}
+
+#[test]
+fn linear_attn_is_a_recurrence_over_a_scratch_state() {
+    let p = lower(&ir("graph(B, T) {
+  %0 = input \"q\" : f32[B, 2, T, 3]
+  %1 = input \"v\" : f32[B, 2, T, 5]
+  %2 = input \"g\" : f32[B, 2, T, 3]
+  %3 = linear_attn(%0, %0, %1, %2) chunk=4 strict=false : f32[B, 2, T, 5]
+  output \"y\" = %3
+}
+"))
+    .expect("lowers");
+    let text = print_program(&p);
+    assert_eq!(p.kernels.len(), 1, "{text}");
+    // The [batch…, K, V] state is an arena buffer of this kernel alone.
+    assert!(
+        text.contains("b4: f32[B, 2, 3, 5] arena live k0..k0 (node %3)"),
+        "{text}"
+    );
+    assert_eq!(p.buffers[4].kind, BufKind::Temp);
+    // One parallel loop over the flattened batch; one loop over T (O(T) steps, no loop over
+    // earlier steps inside it); the per-channel decay once per step and channel.
+    assert_eq!(p.kernels[0].root.sched, Sched::Parallel);
+    assert!(text.contains("parallel for i0 in 0..(B * 2)"), "{text}");
+    assert_eq!(text.matches("in 0..T").count(), 1, "{text}");
+    assert_eq!(text.matches("exp.f32(").count(), 1, "{text}");
+    // The innermost loop runs over V: the state's and the output's last index.
+    assert!(
+        text.contains("for i3 in 0..5 {\n          a5 = add.f32(mul.f32(a4, b4[((((((a0 * 2) + a1) * 3) + i2) * 5) + i3)])"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_malformed_linear_attn_is_named() {
+    const LA: &str = "graph(B, T) {
+  %0 = input \"q\" : f32[B, T, 2]
+  %1 = input \"w\" : f32[T, 2]
+  %2 = linear_attn(%0, %0, %0) chunk=4 strict=false : f32[B, T, 2]
+  output \"y\" = %2
+}
+";
+    // Too few operands.
+    let mut g = ir(LA);
+    g.nodes[2].inputs.pop();
+    let s = lower(&g).unwrap_err().to_string();
+    assert!(
+        s.contains("node %2 `linear_attn`") && s.contains("expects float q, k"),
+        "{s}"
+    );
+    // A q of another rank than the result.
+    let mut g = ir(LA);
+    g.nodes[2].inputs[0] = crate::ir::NodeId(1);
+    let s = lower(&g).unwrap_err().to_string();
+    assert!(s.contains("expects q of the result's rank"), "{s}");
 }
 
 #[test]
