@@ -249,7 +249,7 @@ fn load_refuses_a_wrong_path_a_corrupt_manifest_and_a_missing_weight() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (d, w) = build(dir.path(), false);
     let try_load = |d: *const c_char, w: *const c_char| {
-        let mut m = 1usize as *mut SeqcModel;
+        let mut m = std::ptr::dangling_mut::<SeqcModel>();
         // SAFETY: strings null or valid; out-pointer valid.
         let s = unsafe { seqc_model_load(d, w, 0, &mut m) };
         assert!(m.is_null(), "*model is null after a failure");
@@ -384,6 +384,45 @@ fn run_refuses_wrong_inputs_and_reports_a_kernel_failure() {
         SeqcStatus::Kernel,
         &["`take`", "out of range"],
     );
+    // Dims given beside the shapes: agreeing, unknown, twice.
+    let ins = inputs(2, &[0, 1]);
+    let views: Vec<SeqcInput> = ins.iter().map(In::view).collect();
+    let dims = |names: &[(&CString, i64)]| -> Vec<SeqcDim> {
+        names
+            .iter()
+            .map(|(n, v)| SeqcDim {
+                name: n.as_ptr(),
+                value: *v,
+            })
+            .collect()
+    };
+    let (t, q) = (CString::new("T").expect("T"), CString::new("Q").expect("Q"));
+    for (given, want, parts) in [
+        (vec![(&t, 2)], SeqcStatus::Ok, &[][..]),
+        (
+            vec![(&q, 2)],
+            SeqcStatus::Input,
+            &["dim `Q`", "no such dim"][..],
+        ),
+        (
+            vec![(&t, 2), (&t, 2)],
+            SeqcStatus::Input,
+            &["dim `T`", "given twice"][..],
+        ),
+        (
+            vec![(&t, 3)],
+            SeqcStatus::Input,
+            &["f32[1, 3, 3]", "found f32[1, 2, 3]"][..],
+        ),
+    ] {
+        let d = dims(&given);
+        let mut out = null_mut();
+        // SAFETY: every pointer points into live vectors.
+        let s = unsafe { seqc_model_run(m, views.as_ptr(), 2, d.as_ptr(), d.len(), &mut out) };
+        fails(s, want, parts);
+        // SAFETY: null or from seqc_model_run.
+        unsafe { seqc_outputs_free(out) };
+    }
     // Null pointers: the model, the input array, an input's data.
     let ins = inputs(2, &[0, 1]);
     let mut views: Vec<SeqcInput> = ins.iter().map(In::view).collect();

@@ -88,7 +88,9 @@ mod tests {
             assert!(want.contains(f), "the header lacks `{f}`");
         }
         // Doc comments flow through.
-        assert!(want.contains("seqc_outputs_free"), "{want}");
-        assert!(want.contains("may be called on one"), "{want}");
+        assert!(
+            want.contains("Frees an outputs object from `seqc_model_run`"),
+            "{want}"
+        );
     }
 }
