@@ -1,18 +1,26 @@
 //! xtask: project automation, in Rust. `cargo xtask demo` runs the main job end to end;
 //! `cargo xtask test` runs every check CI runs. Both install what is missing and say so.
+//! `cargo xtask header` regenerates the C API's header (`header.rs`).
+
+mod header;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <demo|test|setup>
+const USAGE: &str = "usage: cargo xtask <demo|test|setup|header>
   demo   build seqc, then check, inspect and run the shipped specs on their reference fixtures
          (a few also on the CPU backend), and compile one into an artifact
   test   fmt --check, clippy -D warnings, and every test (CI runs this)
-  setup  install what is missing (rustfmt, clippy, LLVM 19 dev packages) and nothing else";
+  setup  install what is missing (rustfmt, clippy, LLVM 19 dev packages, a C compiler) and
+         nothing else
+  header regenerate runtime/include/seqc.h (the C API) from runtime/capi/src with cbindgen";
 
-/// Debian packages the compiler links (LLVM 19 for the CPU and GPU backends).
+/// Debian packages the compiler links (LLVM 19 for the CPU and GPU backends), and the C
+/// compiler that links kernels and builds the C API's example in the tests.
 const APT_PACKAGES: &[&str] = &[
+    "gcc",
+    "libc6-dev",
     "llvm-19-dev",
     "libpolly-19-dev",
     "libzstd-dev",
@@ -35,6 +43,7 @@ fn main() -> Result<()> {
             test()
         }
         Some("setup") => setup(),
+        Some("header") => header::write(&root),
         _ => {
             eprintln!("{USAGE}");
             bail!("unknown or missing xtask command")
