@@ -1,6 +1,8 @@
 //! xtask: project automation, in Rust. `cargo xtask demo` runs the main job end to end;
 //! `cargo xtask test` runs every check CI runs. Both install what is missing and say so.
 
+mod bench;
+
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,7 +11,9 @@ const USAGE: &str = "usage: cargo xtask <demo|test|setup>
   demo   build seqc, then check, inspect and run the shipped specs on their reference fixtures
          (a few also on the CPU backend), and compile one into an artifact
   test   fmt --check, clippy -D warnings, and every test (CI runs this)
-  setup  install what is missing (rustfmt, clippy, LLVM 19 dev packages) and nothing else";
+  setup  install what is missing (rustfmt, clippy, LLVM 19 dev packages) and nothing else
+  bench  issue #5's CPU benchmarks against numpy/PyTorch/HF side by side, as a Markdown table
+         [--quick] [--rounds R] [--threads N] [--python PY] [--only TEXT]";
 
 /// Debian packages the compiler links (LLVM 19 for the CPU and GPU backends).
 const APT_PACKAGES: &[&str] = &[
@@ -35,6 +39,10 @@ fn main() -> Result<()> {
             test()
         }
         Some("setup") => setup(),
+        Some("bench") => {
+            setup()?;
+            bench::bench(&root, &args[1..])
+        }
         _ => {
             eprintln!("{USAGE}");
             bail!("unknown or missing xtask command")
