@@ -56,7 +56,10 @@ fn check(spec: &str, xshape: &str, yshape: &str, oshape: &str, dims: &[(&str, i6
     let g = parse_graph(&ir).unwrap_or_else(|e| panic!("{e:?}\n{ir}"));
     let prog = kernel::lower(&g).expect("lowers");
     let text = kernel::print::print_program(&prog);
-    assert!(text.contains("gemm b"), "{spec}: no gemm statement in\n{text}");
+    assert!(
+        text.contains("gemm b"),
+        "{spec}: no gemm statement in\n{text}"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     seqc::codegen::artifact::write_artifact(&g, "test", dir.path(), false).expect("compiles");
     let given: DimBindings = dims.iter().map(|(n, v)| (n.to_string(), *v)).collect();

@@ -63,9 +63,7 @@ fn cases(quick: bool) -> Vec<Case> {
     let t = if quick { 64 } else { 2048 };
     v.push(case(
         &format!("Mamba block d_model 768 T={t} (vs HF MambaMixer, torch)"),
-        &format!(
-            "ir-specs/mamba.seq --config xtask/bench/mamba_130m.json --dims B=1,T={t}"
-        ),
+        &format!("ir-specs/mamba.seq --config xtask/bench/mamba_130m.json --dims B=1,T={t}"),
         &format!("mamba t={t}"),
         2,
         3.0,
@@ -90,8 +88,8 @@ fn time_of(cmd: &mut Command) -> Result<Option<f64>> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("{cmd:?} printed no JSON"))?;
+    let j: serde_json::Value =
+        serde_json::from_slice(&out.stdout).with_context(|| format!("{cmd:?} printed no JSON"))?;
     Ok(j["median_s"].as_f64())
 }
 

@@ -16,13 +16,17 @@ pub const BLOCK_N: i64 = 256;
 
 /// The coefficient of `v` in `e` when `e` is affine in the loop variables `vars` (sums and
 /// products with loop-invariant factors); `None` when it is not affine.
-fn coeff(e: &Expr, v: Var, vars: &[Var]) -> Option<Expr> {
+pub(super) fn coeff(e: &Expr, v: Var, vars: &[Var]) -> Option<Expr> {
     match e {
         Expr::Var(w) if *w == v => Some(int(1)),
         Expr::Var(w) if vars.contains(w) => Some(int(0)),
         _ if invariant(e, vars) => Some(int(0)),
         Expr::Binary {
-            op, ty: Ty::I64, a, b, ..
+            op,
+            ty: Ty::I64,
+            a,
+            b,
+            ..
         } => match op {
             BinaryOp::Add => Some(add(coeff(a, v, vars)?, coeff(b, v, vars)?)),
             BinaryOp::Sub => Some(sub(coeff(a, v, vars)?, coeff(b, v, vars)?)),
@@ -47,7 +51,7 @@ fn invariant(e: &Expr, vars: &[Var]) -> bool {
 }
 
 /// `e` with every variable of `vars` replaced by `with`'s expression for it.
-fn subst(e: &Expr, with: &[(Var, Expr)]) -> Expr {
+pub(super) fn subst(e: &Expr, with: &[(Var, Expr)]) -> Expr {
     match e {
         Expr::Var(w) => with
             .iter()
@@ -111,7 +115,9 @@ impl Lowerer<'_> {
         if summed.len() != 1 || !(in_term(0, summed[0]) && in_term(1, summed[0])) {
             return Ok(None);
         }
-        if terms.iter().any(|t| (1..t.len()).any(|i| t[..i].contains(&t[i])))
+        if terms
+            .iter()
+            .any(|t| (1..t.len()).any(|i| t[..i].contains(&t[i])))
             || rhs.iter().enumerate().any(|(i, c)| rhs[..i].contains(c))
         {
             return Ok(None);
@@ -139,10 +145,9 @@ impl Lowerer<'_> {
         let operand = |l: &mut Self, side: usize| -> Result<Option<Affine>, _> {
             let idx: Vec<Expr> = terms[side].iter().map(|c| Expr::Var(find(*c).2)).collect();
             Ok(match l.access(ins[side], &idx)? {
-                Expr::Load { buf, index } if coeff_all(&index, &vars) => Some(Affine {
-                    buf,
-                    index: *index,
-                }),
+                Expr::Load { buf, index } if coeff_all(&index, &vars) => {
+                    Some(Affine { buf, index: *index })
+                }
                 _ => None,
             })
         };
@@ -212,13 +217,14 @@ impl Lowerer<'_> {
                 rows: cstride(m),
                 cols: cstride(n),
             },
+            accumulate: false,
         };
         let extent = shape.into_iter().fold(int(1), mul);
         Ok(Some(Loop {
             var: tile,
             extent,
             sched: Sched::Parallel,
-            body: vec![Stmt::Gemm(g)],
+            body: vec![Stmt::Gemm(Box::new(g))],
         }))
     }
 }

@@ -182,6 +182,12 @@ impl<'g> Lowerer<'g> {
         b
     }
 
+    /// A buffer of the program that holds no node's value (a kernel's scratch memory).
+    pub(super) fn scratch_buffer(&mut self, b: Buffer) -> BufId {
+        self.prog.buffers.push(b);
+        BufId(self.prog.buffers.len() as u32 - 1)
+    }
+
     pub(super) fn var(&mut self) -> Var {
         self.vars += 1;
         Var(self.vars - 1)

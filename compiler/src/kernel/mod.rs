@@ -16,6 +16,7 @@
 
 mod access;
 mod attn;
+mod flash;
 pub mod gemm;
 mod inline;
 mod lower;
@@ -181,7 +182,7 @@ pub enum Stmt {
         body: Vec<Stmt>,
     },
     /// One block of a matrix product (see [`Gemm`]).
-    Gemm(Gemm),
+    Gemm(Box<Gemm>),
 }
 
 /// A strided view of a buffer as a matrix: element (i, j) is `buf[offset + i·rows + j·cols]`.
@@ -199,7 +200,8 @@ pub struct Strided {
 /// backend computes with its register-blocked micro-kernel over packed panels (the CPU backend:
 /// `codegen/cpu/gemm.rs`). Products accumulate in f32 with fused multiply-adds, in an order
 /// the backend chooses (blocks of k), so the result may differ from the f64-accumulated
-/// einsum in the last bits of f32; `c` is overwritten. `a`, `b` and `c` must not overlap.
+/// einsum in the last bits of f32; `c` is overwritten, or added to when `accumulate`. `a`,
+/// `b` and `c` must not overlap; m ≤ `gemm::BLOCK_M` and n ≤ `gemm::BLOCK_N`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gemm {
     pub m: Expr,
@@ -208,6 +210,7 @@ pub struct Gemm {
     pub a: Strided,
     pub b: Strided,
     pub c: Strided,
+    pub accumulate: bool,
 }
 
 /// `for var in 0..extent { body }`.

@@ -120,8 +120,9 @@ fn print_body(s: &mut String, p: &Program, body: &[Stmt], depth: usize) {
                 };
                 let _ = writeln!(
                     s,
-                    "{pad}gemm {} = {} · {} (m {}, n {}, k {})",
+                    "{pad}gemm {} {} {} · {} (m {}, n {}, k {})",
                     m(&g.c),
+                    if g.accumulate { "+=" } else { "=" },
                     m(&g.a),
                     m(&g.b),
                     expr(p, &g.m),

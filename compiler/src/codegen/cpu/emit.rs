@@ -225,11 +225,17 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
         }
         for s in [&g.a, &g.b, &g.c] {
             let off = self.expr(&s.offset)?.into_int_value();
-            let base = gep(&self.b, self.ctx.f32_type().into(), self.buf_ptr(s.buf)?, off)?;
+            let base = gep(
+                &self.b,
+                self.ctx.f32_type().into(),
+                self.buf_ptr(s.buf)?,
+                off,
+            )?;
             args.push(base.into());
             args.push(self.expr(&s.rows)?.into_int_value().into());
             args.push(self.expr(&s.cols)?.into_int_value().into());
         }
+        args.push(self.i64t.const_int(g.accumulate as u64, false).into());
         self.b.build_call(f, &args, "").map_err(llvm)?;
         Ok(())
     }

@@ -1,9 +1,9 @@
 //! The f32 block product of [`crate::kernel::Gemm`]: one internal LLVM function per module,
 //!
 //! `void seqc_gemm_f32(i64 m, i64 n, i64 k, f32 *a, i64 a_rows, i64 a_cols, f32 *b,
-//! i64 b_rows, i64 b_cols, f32 *c, i64 c_rows, i64 c_cols)`
+//! i64 b_rows, i64 b_cols, f32 *c, i64 c_rows, i64 c_cols, i64 accumulate)`
 //!
-//! computing `c[i, j] = Σ_p a[i, p] · b[p, j]` for an m × n block (m ≤ `BLOCK_M`, n ≤
+//! computing `c[i, j] = Σ_p a[i, p] · b[p, j]` (`c[i, j] +=` that when `accumulate` ≠ 0) for an m × n block (m ≤ `BLOCK_M`, n ≤
 //! `BLOCK_N`). The GotoBLAS/BLIS structure: for each slice of `KC` steps of k, the block of b
 //! is packed into panels of `NR` columns and the block of a into panels of `MR` rows (zero
 //! padded, on the stack), then a register-blocked micro-kernel keeps an `MR × NR` tile of c in
@@ -65,6 +65,7 @@ pub fn function<'c>(ctx: &'c Context, module: &Module<'c>, vl: u32) -> R<Functio
         let m: [BasicMetadataTypeEnum; 3] = [ptr.into(), i64t.into(), i64t.into()];
         params.extend(m);
     }
+    params.push(i64t.into());
     let f = module.add_function(
         NAME,
         ctx.void_type().fn_type(&params, false),
@@ -113,7 +114,10 @@ impl<'a, 'c> Gen<'a, 'c> {
     }
 
     fn parg(&self, i: u32) -> PointerValue<'c> {
-        self.f.get_nth_param(i).expect("declared").into_pointer_value()
+        self.f
+            .get_nth_param(i)
+            .expect("declared")
+            .into_pointer_value()
     }
 
     fn add(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
@@ -222,6 +226,10 @@ impl<'a, 'c> Gen<'a, 'c> {
         let (a, a_r, a_c) = (self.parg(3), self.iarg(4), self.iarg(5));
         let (bm, b_r, b_c) = (self.parg(6), self.iarg(7), self.iarg(8));
         let (c, c_r, c_c) = (self.parg(9), self.iarg(10), self.iarg(11));
+        let accumulate = self
+            .b
+            .build_int_compare(IntPredicate::NE, self.iarg(12), self.int(0), "accumulate")
+            .map_err(llvm)?;
         let (mr, nr) = (self.mr, self.nv * self.vl);
         let mpanels = (BLOCK_M as u64).div_ceil(mr);
         let npanels = (BLOCK_N as u64).div_ceil(nr);
@@ -240,8 +248,10 @@ impl<'a, 'c> Gen<'a, 'c> {
         let bp = alloca(npanels * nr * KC, "bpack")?;
         let tile = alloca(mr * nr, "tile")?;
         let zero = self.f32t.const_zero();
-        // k = 0: the product is all zeros.
-        let empty = self.lt(k, self.int(1))?;
+        // k = 0: the product is all zeros (nothing to add when accumulating).
+        let k0 = self.lt(k, self.int(1))?;
+        let keep = self.b.build_not(accumulate, "").map_err(llvm)?;
+        let empty = self.b.build_and(k0, keep, "empty").map_err(llvm)?;
         self.branch(
             empty,
             |g| {
@@ -254,11 +264,9 @@ impl<'a, 'c> Gen<'a, 'c> {
             },
             |_| Ok(()),
         )?;
-        let pn = self.b.build_int_signed_div(
-            self.add(n, self.int(nr - 1))?,
-            self.int(nr),
-            "npanels",
-        );
+        let pn =
+            self.b
+                .build_int_signed_div(self.add(n, self.int(nr - 1))?, self.int(nr), "npanels");
         let pn = pn.map_err(llvm)?;
         let pm = self
             .b
@@ -266,10 +274,11 @@ impl<'a, 'c> Gen<'a, 'c> {
             .map_err(llvm)?;
         self.each(self.int(0), k, KC, |g, pc| {
             let kc = g.min(g.int(KC), g.sub(k, pc)?)?;
-            let first = g
-                .b
-                .build_int_compare(IntPredicate::EQ, pc, g.int(0), "first")
-                .map_err(llvm)?;
+            let at0 =
+                g.b.build_int_compare(IntPredicate::EQ, pc, g.int(0), "")
+                    .map_err(llvm)?;
+            // The first slice of k overwrites c unless accumulating.
+            let first = g.b.build_and(at0, keep, "first").map_err(llvm)?;
             // Pack b: panel jp, step p, column j at bp[(jp·kc + p)·NR + j].
             g.each(g.int(0), pn, 1, |g, jp| {
                 g.each(g.int(0), kc, 1, |g, p| {
@@ -278,9 +287,7 @@ impl<'a, 'c> Gen<'a, 'c> {
                     g.each(g.int(0), g.int(nr), 1, |g, j| {
                         let col = g.add(g.mul(jp, g.int(nr))?, j)?;
                         let inside = g.lt(col, n)?;
-                        let v = g.guarded_load(inside, bm, || {
-                            g.add(row, g.mul(col, b_c)?)
-                        })?;
+                        let v = g.guarded_load(inside, bm, || g.add(row, g.mul(col, b_c)?))?;
                         g.store(g.at(bp, g.add(dst, j)?)?, v, 4)
                     })
                 })
@@ -438,18 +445,12 @@ impl<'a, 'c> Gen<'a, 'c> {
     ) -> R<()> {
         let (mr, nr, vl) = (self.mr, self.nv * self.vl, self.vl);
         let (i0, j0) = (self.mul(ip, self.int(mr))?, self.mul(jp, self.int(nr))?);
-        let full_rows = self.b.build_int_compare(
-            IntPredicate::SLE,
-            self.add(i0, self.int(mr))?,
-            m,
-            "",
-        );
-        let full_cols = self.b.build_int_compare(
-            IntPredicate::SLE,
-            self.add(j0, self.int(nr))?,
-            n,
-            "",
-        );
+        let full_rows =
+            self.b
+                .build_int_compare(IntPredicate::SLE, self.add(i0, self.int(mr))?, m, "");
+        let full_cols =
+            self.b
+                .build_int_compare(IntPredicate::SLE, self.add(j0, self.int(nr))?, n, "");
         let unit = self
             .b
             .build_int_compare(IntPredicate::EQ, c_c, self.int(1), "")
@@ -469,10 +470,9 @@ impl<'a, 'c> Gen<'a, 'c> {
                         let x = acc[(i * g.nv + v) as usize];
                         let old = g.b.build_load(g.vt, at, "").map_err(llvm)?;
                         set_align(&old, 4)?;
-                        let sum = g
-                            .b
-                            .build_float_add(old.into_vector_value(), x, "")
-                            .map_err(llvm)?;
+                        let sum =
+                            g.b.build_float_add(old.into_vector_value(), x, "")
+                                .map_err(llvm)?;
                         let val = g.b.build_select(first, x, sum, "").map_err(llvm)?;
                         g.store(at, val, 4)?;
                     }
