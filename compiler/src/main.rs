@@ -1,4 +1,6 @@
-//! The `seqc` command-line tool: `check`, `compile`, `dump`, `info`, `run`, `stats`.
+//! The `seqc` command-line tool: `check`, `compile`, `dump`, `info`, `run`, `stats`, `bench`.
+
+mod bench;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -178,6 +180,33 @@ enum Cmd {
         /// With --backend cpu: skip the e-graph optimizer.
         #[arg(long)]
         no_opt: bool,
+    },
+    /// Time a spec compiled for this CPU: compile once, fill what is not given with seeded
+    /// random values, run --warmup untimed and --iters timed calls; prints JSON with the
+    /// median and minimum seconds per call and the compiled graph's FLOPs and GFLOP/s.
+    Bench {
+        file: PathBuf,
+        /// Dims as NAME=VALUE,NAME=VALUE (e.g. T=4096,B=1).
+        #[arg(long, default_value = "")]
+        dims: String,
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Skip the e-graph optimizer.
+        #[arg(long)]
+        no_opt: bool,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
 }
 
@@ -389,29 +418,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
-            let given = parse_dims(&dims)?;
-            let mut tensors = BTreeMap::new();
-            for (path, kind) in [(&weights, "weights"), (&inputs, "inputs")] {
-                if let Some(p) = path {
-                    let t = io::read_safetensors(p)
-                        .with_context(|| format!("reading {kind} from {}", p.display()))?;
-                    for (name, v) in t {
-                        if tensors.insert(name.clone(), v).is_some() {
-                            bail!("tensor `{name}` is given by both --weights and --inputs");
-                        }
-                    }
-                }
-            }
-            let bound = seqc::bind::bind_dims(&g, &given, &tensors)?;
-            let filled = seqc::bind::fill_missing(&g, &bound, &mut tensors, seed)?;
-            if !filled.is_empty() {
-                eprintln!(
-                    "note: filled {} tensor(s) with seeded random values (seed {seed}): {}",
-                    filled.len(),
-                    filled.join(", ")
-                );
-            }
-            seqc::bind::check_tensors(&g, &bound, &tensors)?;
+            let (bound, tensors) = prepare(&g, &dims, &weights, &inputs, seed)?;
             let (outs, name) = match backend {
                 Backend::Interp => (seqc::interp::run(&g, &bound, &tensors)?, "interp"),
                 Backend::Cpu => {
@@ -439,8 +446,80 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 eprintln!("wrote {} output(s) to {}", outs.len(), o.display());
             }
         }
+        Cmd::Bench {
+            file,
+            dims,
+            weights,
+            inputs,
+            seed,
+            config,
+            no_opt,
+            warmup,
+            iters,
+            threads,
+        } => {
+            let Some(g) = load(&file, &config)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let (bound, tensors) = prepare(&g, &dims, &weights, &inputs, seed)?;
+            let g = if no_opt {
+                g
+            } else {
+                let d: Vec<String> = bound.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                optimize_for_cpu(&g, &d.join(","))?
+            };
+            let r = bench::run(
+                &g,
+                &bound,
+                &tensors,
+                &spec_hash(&file, &config)?,
+                &bench::Settings {
+                    warmup,
+                    iters,
+                    threads,
+                },
+            )?;
+            let mut j = serde_json::to_value(&r)?;
+            j["spec"] = file.display().to_string().into();
+            outln!("{}", serde_json::to_string_pretty(&j)?)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The dims and tensors of a run: --weights and --inputs read, dims bound from their shapes
+/// and `dims`, everything not given filled with seeded random values (noted on stderr).
+fn prepare(
+    g: &Graph,
+    dims: &str,
+    weights: &Option<PathBuf>,
+    inputs: &Option<PathBuf>,
+    seed: u64,
+) -> Result<(DimBindings, BTreeMap<String, HostTensor>)> {
+    let given = parse_dims(dims)?;
+    let mut tensors = BTreeMap::new();
+    for (path, kind) in [(weights, "weights"), (inputs, "inputs")] {
+        if let Some(p) = path {
+            let t = io::read_safetensors(p)
+                .with_context(|| format!("reading {kind} from {}", p.display()))?;
+            for (name, v) in t {
+                if tensors.insert(name.clone(), v).is_some() {
+                    bail!("tensor `{name}` is given by both --weights and --inputs");
+                }
+            }
+        }
+    }
+    let bound = seqc::bind::bind_dims(g, &given, &tensors)?;
+    let filled = seqc::bind::fill_missing(g, &bound, &mut tensors, seed)?;
+    if !filled.is_empty() {
+        eprintln!(
+            "note: filled {} tensor(s) with seeded random values (seed {seed}): {}",
+            filled.len(),
+            filled.join(", ")
+        );
+    }
+    seqc::bind::check_tensors(g, &bound, &tensors)?;
+    Ok((bound, tensors))
 }
 
 /// FNV-1a 64 of the spec source and its config file, if any.

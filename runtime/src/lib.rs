@@ -13,6 +13,6 @@ pub mod tensor;
 
 pub use dtype::DType;
 pub use error::RuntimeError;
-pub use model::{Model, ModelError, Weights};
+pub use model::{Model, ModelError, Options, Weights};
 pub use sym::{DimValues, SymExpr};
 pub use tensor::{HostTensor, TensorData};

@@ -1,20 +1,24 @@
 //! xtask: project automation, in Rust. `cargo xtask demo` runs the main job end to end;
 //! `cargo xtask test` runs every check CI runs. Both install what is missing and say so.
-//! `cargo xtask header` regenerates the C API's header (`header.rs`).
+//! `cargo xtask header` regenerates the C API's header (`header.rs`); `cargo xtask bench`
+//! runs issue #5's benchmarks against their Python baselines (`bench.rs`).
 
+mod bench;
 mod header;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <demo|test|setup|header>
+const USAGE: &str = "usage: cargo xtask <demo|test|setup|header|bench>
   demo   build seqc, then check, inspect and run the shipped specs on their reference fixtures
          (a few also on the CPU backend), and compile one into an artifact
   test   fmt --check, clippy -D warnings, and every test (CI runs this)
   setup  install what is missing (rustfmt, clippy, LLVM 19 dev packages, a C compiler) and
          nothing else
-  header regenerate runtime/include/seqc.h (the C API) from runtime/capi/src with cbindgen";
+  header regenerate runtime/include/seqc.h (the C API) from runtime/capi/src with cbindgen
+  bench  issue #5's CPU benchmarks against numpy/PyTorch/HF side by side, as a Markdown table
+         [--quick] [--rounds R] [--threads N] [--python PY] [--only TEXT]";
 
 /// Debian packages the compiler links (LLVM 19 for the CPU and GPU backends), and the C
 /// compiler that links kernels and builds the C API's example in the tests.
@@ -44,6 +48,10 @@ fn main() -> Result<()> {
         }
         Some("setup") => setup(),
         Some("header") => header::write(&root),
+        Some("bench") => {
+            setup()?;
+            bench::bench(&root, &args[1..])
+        }
         _ => {
             eprintln!("{USAGE}");
             bail!("unknown or missing xtask command")

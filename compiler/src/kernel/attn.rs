@@ -34,6 +34,9 @@ impl Lowerer<'_> {
         scale: f64,
         lse: bool,
     ) -> Result<Loop, KernelError> {
+        if !lse && let Some(l) = self.flash(id, out, src, mask, scale)? {
+            return Ok(l);
+        }
         let ins = self.g.node(src).inputs.clone();
         let ty = self.ty(id);
         let shape = self.shapes[id.index()].clone();
@@ -193,7 +196,7 @@ impl Lowerer<'_> {
 
 /// The mask as a bool kernel expression at query `t`, key `s` and batch index `batch`,
 /// with the interpreter's i32 semantics (kernel i32 arithmetic wraps like the mask's).
-fn mask_expr(mask: &Mask, t: &Expr, s: &Expr, batch: &[Expr]) -> Result<Expr, String> {
+pub(super) fn mask_expr(mask: &Mask, t: &Expr, s: &Expr, batch: &[Expr]) -> Result<Expr, String> {
     match mask.kind()? {
         Kind::Bool => Ok(mask_node(mask, t, s, batch)?.0),
         Kind::Int => Err("the mask is an integer expression, expected a predicate".into()),

@@ -684,6 +684,10 @@ impl<'g> Lowerer<'g> {
                 }
             }
         }
+        let rchars: Vec<char> = rhs.chars().collect();
+        if let Some(l) = self.gemm(id, out, &terms, &rchars, &letters)? {
+            return Ok(l);
+        }
         let find = |c: char| letters.iter().find(|(l, ..)| *l == c).cloned();
         let (mut ovars, mut oext) = (Vec::new(), Vec::new());
         for c in rhs.chars() {

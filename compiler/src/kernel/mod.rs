@@ -17,6 +17,8 @@
 
 mod access;
 mod attn;
+mod flash;
+pub mod gemm;
 mod inline;
 mod linear_attn;
 mod lower;
@@ -183,6 +185,36 @@ pub enum Stmt {
         cond: Expr,
         body: Vec<Stmt>,
     },
+    /// One block of a matrix product (see [`Gemm`]).
+    Gemm(Box<Gemm>),
+}
+
+/// A strided view of a buffer as a matrix: element (i, j) is `buf[offset + i·rows + j·cols]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Strided {
+    pub buf: BufId,
+    pub offset: Expr,
+    /// The stride of the first index (elements).
+    pub rows: Expr,
+    /// The stride of the second index (elements).
+    pub cols: Expr,
+}
+
+/// `c[i, j] = Σ_{p < k} a[i, p] · b[p, j]` for i < m, j < n: an f32 block product that a
+/// backend computes with its register-blocked micro-kernel over packed panels (the CPU backend:
+/// `codegen/cpu/gemm.rs`). Products accumulate in f32 with fused multiply-adds, in an order
+/// the backend chooses (blocks of k), so the result may differ from the f64-accumulated
+/// einsum in the last bits of f32; `c` is overwritten, or added to when `accumulate`. `a`,
+/// `b` and `c` must not overlap; m ≤ `gemm::BLOCK_M` and n ≤ `gemm::BLOCK_N`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: Expr,
+    pub n: Expr,
+    pub k: Expr,
+    pub a: Strided,
+    pub b: Strided,
+    pub c: Strided,
+    pub accumulate: bool,
 }
 
 /// `for var in 0..extent { body }`.
@@ -332,6 +364,17 @@ impl Stmt {
                 cond.for_each_load(&mut |b| f(b, false));
                 for s in body {
                     s.for_each_access(f);
+                }
+            }
+            Stmt::Gemm(g) => {
+                for e in [&g.m, &g.n, &g.k] {
+                    e.for_each_load(&mut |b| f(b, false));
+                }
+                for (s, write) in [(&g.a, false), (&g.b, false), (&g.c, true)] {
+                    for e in [&s.offset, &s.rows, &s.cols] {
+                        e.for_each_load(&mut |b| f(b, false));
+                    }
+                    f(s.buf, write);
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! ranges, then every kernel's loop nest with its schedule tags.
 
 use super::plan::live_ranges;
-use super::{BufKind, Expr, Kernel, Loop, Program, Sched, Stmt, Ty};
+use super::{BufKind, Expr, Kernel, Loop, Program, Sched, Stmt, Strided, Ty};
 use crate::ir::BinaryOp;
 use crate::ir::op::{binary_name, unary_name};
 use std::fmt::Write;
@@ -107,6 +107,28 @@ fn print_body(s: &mut String, p: &Program, body: &[Stmt], depth: usize) {
             }
             Stmt::Assign { acc, value } => {
                 let _ = writeln!(s, "{pad}a{} = {}", acc.0, expr(p, value));
+            }
+            Stmt::Gemm(g) => {
+                let m = |x: &Strided| {
+                    format!(
+                        "b{}[{} + i·{} + j·{}]",
+                        x.buf.0,
+                        expr(p, &x.offset),
+                        expr(p, &x.rows),
+                        expr(p, &x.cols)
+                    )
+                };
+                let _ = writeln!(
+                    s,
+                    "{pad}gemm {} {} {} · {} (m {}, n {}, k {})",
+                    m(&g.c),
+                    if g.accumulate { "+=" } else { "=" },
+                    m(&g.a),
+                    m(&g.b),
+                    expr(p, &g.m),
+                    expr(p, &g.n),
+                    expr(p, &g.k)
+                );
             }
         }
     }

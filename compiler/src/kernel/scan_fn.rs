@@ -503,6 +503,18 @@ fn rewrite_stmt(s: &mut Stmt, off: u32, fakes: &[Slot]) {
                 rewrite_stmt(b, off, fakes);
             }
         }
+        // Body kernels hold no block products (`gemm.rs` and `flash.rs` decline inside a
+        // body), so no strided block reads a stand-in buffer; only the expressions shift.
+        Stmt::Gemm(g) => {
+            for e in [&mut g.m, &mut g.n, &mut g.k] {
+                *e = fix(e);
+            }
+            for m in [&mut g.a, &mut g.b, &mut g.c] {
+                for e in [&mut m.offset, &mut m.rows, &mut m.cols] {
+                    *e = fix(e);
+                }
+            }
+        }
     }
 }
 

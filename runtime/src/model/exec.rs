@@ -76,10 +76,15 @@ impl Kernels {
         };
         let threads = pool.current_num_threads() as i64;
         if !parallel || extent < 2 || threads < 2 {
-            let mut status = 0i64;
-            // SAFETY: see the contract above.
-            unsafe { f(args.bufs, args.dims, 0, extent, &mut status) };
-            return status;
+            // On a pool thread, whose stack is sized for the kernels' stack panels (the
+            // caller's thread may have a small one).
+            return pool.install(|| {
+                let a = args;
+                let mut status = 0i64;
+                // SAFETY: see the contract above.
+                unsafe { f(a.bufs, a.dims, 0, extent, &mut status) };
+                status
+            });
         }
         let parts = threads.min(extent);
         let mut status = vec![0i64; parts as usize];

@@ -34,6 +34,10 @@ use crate::{DType, HostTensor, TensorData};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The stack of each worker thread: generated kernels keep packed panels of a block product
+/// (about 0.4 MiB) on the stack, and every kernel runs on a worker thread.
+pub const KERNEL_STACK_BYTES: usize = 8 << 20;
+
 /// Load-time options.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -77,6 +81,7 @@ impl Model {
         });
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
+            .stack_size(KERNEL_STACK_BYTES)
             .build()
             .map_err(|e| ModelError::Size {
                 what: "thread pool".into(),
@@ -88,6 +93,11 @@ impl Model {
             weights,
             pool,
         })
+    }
+
+    /// The number of worker threads parallel loops are split over.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
     }
 
     pub fn manifest(&self) -> &Manifest {

@@ -10,7 +10,7 @@
 
 use super::CodegenError;
 use crate::ir::{BinaryOp, UnaryOp};
-use crate::kernel::{BufId, Expr, Kernel, Loop, Program, Stmt, Ty};
+use crate::kernel::{BufId, Expr, Gemm, Kernel, Loop, Program, Stmt, Ty};
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
 use inkwell::context::Context;
@@ -18,7 +18,8 @@ use inkwell::intrinsics::Intrinsic;
 use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicTypeEnum, FloatType, IntType};
 use inkwell::values::{
-    BasicValue, BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue,
+    BasicMetadataValueEnum, BasicValue, BasicValueEnum, FloatValue, FunctionValue, IntValue,
+    PointerValue,
 };
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
 use seqc_runtime::DType;
@@ -34,9 +35,12 @@ fn llvm<E: std::fmt::Display>(e: E) -> CodegenError {
 }
 
 /// Adds one function per kernel of `p` to `module`.
-pub fn emit_program<'c>(ctx: &'c Context, module: &Module<'c>, p: &Program) -> R<()> {
+/// `vl` is the target's f32 vector width (floats per register), for the block products.
+pub fn emit_program<'c>(ctx: &'c Context, module: &Module<'c>, p: &Program, vl: u32) -> R<()> {
     for k in &p.kernels {
-        KernelEmitter::new(ctx, module, p, k)?.emit()?;
+        let mut e = KernelEmitter::new(ctx, module, p, k)?;
+        e.vl = vl;
+        e.emit()?;
     }
     Ok(())
 }
@@ -55,6 +59,7 @@ struct KernelEmitter<'a, 'c> {
     status: PointerValue<'c>,
     f64t: FloatType<'c>,
     i64t: IntType<'c>,
+    vl: u32,
 }
 
 impl<'a, 'c> KernelEmitter<'a, 'c> {
@@ -112,6 +117,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
             status,
             f64t: ctx.f64_type(),
             i64t,
+            vl: 4,
         })
     }
 
@@ -192,6 +198,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
                     .map_err(llvm)?;
                 Ok(())
             }
+            Stmt::Gemm(g) => self.gemm(g),
             Stmt::If { cond, body } => {
                 let c = self.expr(cond)?.into_int_value();
                 let (then, end) = (self.block("if.then"), self.block("if.end"));
@@ -207,6 +214,30 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
                 Ok(())
             }
         }
+    }
+
+    /// A call of the module's block-product function (`gemm.rs`).
+    fn gemm(&mut self, g: &Gemm) -> R<()> {
+        let f = super::gemm::function(self.ctx, self.module, self.vl)?;
+        let mut args: Vec<BasicMetadataValueEnum> = Vec::new();
+        for e in [&g.m, &g.n, &g.k] {
+            args.push(self.expr(e)?.into_int_value().into());
+        }
+        for s in [&g.a, &g.b, &g.c] {
+            let off = self.expr(&s.offset)?.into_int_value();
+            let base = gep(
+                &self.b,
+                self.ctx.f32_type().into(),
+                self.buf_ptr(s.buf)?,
+                off,
+            )?;
+            args.push(base.into());
+            args.push(self.expr(&s.rows)?.into_int_value().into());
+            args.push(self.expr(&s.cols)?.into_int_value().into());
+        }
+        args.push(self.i64t.const_int(g.accumulate as u64, false).into());
+        self.b.build_call(f, &args, "").map_err(llvm)?;
+        Ok(())
     }
 
     fn buf_ptr(&self, buf: BufId) -> R<PointerValue<'c>> {
@@ -809,7 +840,7 @@ fn reg_type(ctx: &Context, t: Ty) -> BasicTypeEnum<'_> {
 /// `&base[i]` for elements of type `elem`.
 // unsafe: inkwell's `build_gep` is an unsafe fn (see the SAFETY note inside).
 #[allow(unsafe_code)]
-fn gep<'c>(
+pub(super) fn gep<'c>(
     b: &Builder<'c>,
     elem: BasicTypeEnum<'c>,
     base: PointerValue<'c>,

@@ -3,6 +3,7 @@
 //! → an object file → a shared object linked by the system C compiler (`cc -shared`).
 
 mod emit;
+mod gemm;
 
 pub use emit::{STATUS_DIV_ZERO, STATUS_INDEX};
 
@@ -75,7 +76,8 @@ fn build<'c>(
     let module = ctx.create_module("seqc");
     module.set_triple(&tm.get_triple());
     module.set_data_layout(&tm.get_target_data().get_data_layout());
-    emit::emit_program(ctx, &module, p)?;
+    let features = tm.get_feature_string().to_string_lossy().into_owned();
+    emit::emit_program(ctx, &module, p, gemm::vector_width(&features))?;
     module
         .verify()
         .map_err(|e| CodegenError::Llvm(format!("invalid module: {e}")))?;

@@ -1,0 +1,164 @@
+//! `cargo xtask bench`: issue #5's CPU benchmarks, seqc and its Python baseline side by side
+//! in one run (alternating, several rounds, medians), printed as a Markdown table of ratios
+//! for `docs/performance.md`. The baselines (`xtask/bench/baselines.py`, pinned in
+//! `xtask/bench/requirements.txt`) run when Python and those packages are present; a missing
+//! one is reported as skipped. CI does not run this.
+
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::Command;
+
+struct Case {
+    name: String,
+    /// `seqc bench` arguments (file first).
+    seqc: Vec<String>,
+    /// `baselines.py` arguments (case first).
+    baseline: Vec<String>,
+    iters: usize,
+    /// The ratio baseline time / seqc time the issue asks for.
+    target: f64,
+}
+
+fn case(name: &str, seqc: &str, baseline: &str, iters: usize, target: f64) -> Case {
+    let split = |s: &str| s.split_whitespace().map(str::to_string).collect();
+    Case {
+        name: name.to_string(),
+        seqc: split(seqc),
+        baseline: split(baseline),
+        iters,
+        target,
+    }
+}
+
+fn cases(quick: bool) -> Vec<Case> {
+    let mut v = Vec::new();
+    let ns: &[usize] = if quick { &[256] } else { &[1024, 2048, 4096] };
+    for n in ns {
+        v.push(case(
+            &format!("matmul f32 n = {n} (vs numpy/OpenBLAS)"),
+            &format!("xtask/bench/matmul.seq --dims M={n},K={n},N={n}"),
+            &format!("matmul n={n}"),
+            if *n >= 4096 { 2 } else { 5 },
+            0.8,
+        ));
+    }
+    let t = if quick { 256 } else { 4096 };
+    v.push(case(
+        &format!("causal softmax attention B=1 H=8 T={t} D=64 (vs torch SDPA)"),
+        &format!("xtask/bench/sdpa_causal.seq --dims B=1,H=8,T={t}"),
+        &format!("sdpa t={t}"),
+        1,
+        1.0,
+    ));
+    let ts: &[usize] = if quick { &[256] } else { &[8192, 16384] };
+    for t in ts {
+        v.push(case(
+            &format!("causal linear attention B=1 H=8 T={t} D=64 (vs chunked PyTorch)"),
+            &format!("xtask/bench/linear_attention_causal.seq --dims B=1,H=8,T={t}"),
+            &format!("linear_attention t={t} chunk=64"),
+            2,
+            2.0,
+        ));
+    }
+    let t = if quick { 64 } else { 2048 };
+    v.push(case(
+        &format!("Mamba block d_model 768 T={t} (vs HF MambaMixer, torch)"),
+        &format!("ir-specs/mamba.seq --config xtask/bench/mamba_130m.json --dims B=1,T={t}"),
+        &format!("mamba t={t}"),
+        2,
+        3.0,
+    ));
+    v
+}
+
+/// Median seconds per call, from a command printing JSON with `median_s`; `None` when the
+/// command says its packages are missing (exit status 3).
+fn time_of(cmd: &mut Command) -> Result<Option<f64>> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if out.status.code() == Some(3) {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr).trim());
+        return Ok(None);
+    }
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let j: serde_json::Value =
+        serde_json::from_slice(&out.stdout).with_context(|| format!("{cmd:?} printed no JSON"))?;
+    Ok(j["median_s"].as_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn bench(root: &Path, args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let rounds: usize = flag("--rounds").map_or(Ok(3), |s| s.parse())?;
+    let threads = flag("--threads").unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .to_string()
+    });
+    let python = flag("--python")
+        .or_else(|| std::env::var("SEQC_BENCH_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into());
+    let only = flag("--only");
+    super::run(Command::new("cargo").args(["build", "--release", "-q", "-p", "seqc"]))?;
+    let seqc = root.join("target/release/seqc");
+    println!("| case | seqc (s) | baseline (s) | ratio | target | met |");
+    println!("|---|---|---|---|---|---|");
+    for c in cases(quick) {
+        if only.as_ref().is_some_and(|o| !c.name.contains(o.as_str())) {
+            continue;
+        }
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let mut skipped = false;
+        for _ in 0..rounds {
+            let mut s = Command::new(&seqc);
+            s.arg("bench").args(&c.seqc).args([
+                "--iters",
+                &c.iters.to_string(),
+                "--warmup",
+                "1",
+                "--threads",
+                &threads,
+            ]);
+            ours.push(time_of(&mut s)?.context("seqc bench printed no median")?);
+            let mut p = Command::new(&python);
+            p.arg(root.join("xtask/bench/baselines.py"))
+                .args(&c.baseline)
+                .args(["--iters", &c.iters.to_string(), "--threads", &threads])
+                .env("OPENBLAS_NUM_THREADS", &threads)
+                .env("OMP_NUM_THREADS", &threads);
+            match time_of(&mut p)? {
+                Some(t) => theirs.push(t),
+                None => skipped = true,
+            }
+        }
+        let o = median(ours);
+        if skipped || theirs.is_empty() {
+            println!("| {} | {o:.4} | skipped | | {} | |", c.name, c.target);
+            continue;
+        }
+        let t = median(theirs);
+        let r = t / o;
+        let met = if r >= c.target { "yes" } else { "no" };
+        println!(
+            "| {} | {o:.4} | {t:.4} | {r:.2}× | ≥ {}× | {met} |",
+            c.name, c.target
+        );
+    }
+    Ok(())
+}
