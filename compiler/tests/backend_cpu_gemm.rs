@@ -1,6 +1,6 @@
 //! The CPU backend's blocked matrix products (`gemm` kernels: packed panels, register-blocked
 //! micro-kernel) against a naive f64 einsum written here, independent of the interpreter and
-//! of the backend, at awkward sizes: 1, primes, sizes past one block (96 × 256) and one
+//! of the backend, at awkward sizes: 1, primes, sizes past one block (192 × 512) and one
 //! packed slice of k (256), transposed and strided operands, batch letters that one operand
 //! lacks. Each case also checks that the kernel program really holds a `gemm` statement.
 
@@ -90,8 +90,9 @@ fn matmul_at_awkward_sizes() {
         (1, 1, 1),
         (7, 300, 70),
         (97, 513, 257),
+        (389, 300, 521),
         (193, 2, 1),
-        (1, 257, 331),
+        (1, 257, 1031),
     ] {
         let e = check(
             "mk,kn->mn",
@@ -106,7 +107,7 @@ fn matmul_at_awkward_sizes() {
 
 #[test]
 fn transposed_operands() {
-    let dims = [("M", 101), ("K", 263), ("N", 67)];
+    let dims = [("M", 211), ("K", 263), ("N", 541)];
     for (spec, xs, ys) in [
         ("km,kn->mn", "K, M", "K, N"),
         ("mk,nk->mn", "M, K", "N, K"),

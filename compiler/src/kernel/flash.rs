@@ -67,7 +67,11 @@ impl Lowerer<'_> {
         let shape = self.shapes[id.index()].clone();
         let r = shape.len();
         // Not inside a `scan_fn` body (see `gemm.rs`).
-        if self.scope.is_some() || self.ty(id) != Ty::F32 || ins.iter().any(|x| self.ty(*x) != Ty::F32) || r < 2 {
+        if self.scope.is_some()
+            || self.ty(id) != Ty::F32
+            || ins.iter().any(|x| self.ty(*x) != Ty::F32)
+            || r < 2
+        {
             return Ok(None);
         }
         let dims = self.g.tensor_ty(id).shape.clone();

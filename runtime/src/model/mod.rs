@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The stack of each worker thread: generated kernels keep packed panels of a block product
-/// (about 0.4 MiB) on the stack, and every kernel runs on a worker thread.
+/// (about 0.7 MiB) on the stack, and every kernel runs on a worker thread.
 pub const KERNEL_STACK_BYTES: usize = 8 << 20;
 
 /// Load-time options.
@@ -51,6 +51,9 @@ pub struct Model {
     kernels: exec::Kernels,
     weights: Weights,
     pool: rayon::ThreadPool,
+    /// Arenas of finished calls, reused (zeroed) by later ones: a fresh allocation of tens of
+    /// MiB costs a page fault per 4 KiB on first touch, every call.
+    arenas: std::sync::Mutex<Vec<Vec<u64>>>,
 }
 
 fn describe(dtype: DType, shape: &[impl std::fmt::Display]) -> String {
@@ -92,6 +95,7 @@ impl Model {
             kernels,
             weights,
             pool,
+            arenas: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -191,7 +195,7 @@ impl Model {
             }
         }
         let (offsets, total) = plan::place(&reqs);
-        let mut arena = vec![0u64; (total + plan::ALIGN) / 8 + 1];
+        let mut arena = self.take_arena((total + plan::ALIGN) / 8 + 1);
         let base = arena.as_mut_ptr().cast::<u8>();
         let skew = base.align_offset(plan::ALIGN);
         for (k, off) in arena_bufs.iter().zip(&offsets) {
@@ -226,8 +230,33 @@ impl Model {
             out.insert(sig.name.clone(), HostTensor::new(&sig.name, shape, t)?);
         }
         drop(randoms);
-        drop(arena);
+        self.give_back(arena);
         Ok(out)
+    }
+
+    /// A zeroed arena of `words` u64s: a kept one if one is large enough, else a new one.
+    fn take_arena(&self, words: usize) -> Vec<u64> {
+        let kept = self.arenas.lock().ok().and_then(|mut v| {
+            let i = v.iter().position(|a| a.len() >= words)?;
+            Some(v.swap_remove(i))
+        });
+        match kept {
+            Some(mut a) => {
+                a.truncate(words);
+                a.fill(0);
+                a
+            }
+            None => vec![0u64; words],
+        }
+    }
+
+    /// Keeps an arena for later calls (at most one per worker thread plus one).
+    fn give_back(&self, arena: Vec<u64>) {
+        if let Ok(mut v) = self.arenas.lock()
+            && v.len() <= self.pool.current_num_threads()
+        {
+            v.push(arena);
+        }
     }
 }
 
