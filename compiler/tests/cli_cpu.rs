@@ -201,3 +201,49 @@ fn run_on_cpu_matches_the_scan_fn_fixtures() {
         }
     }
 }
+
+/// `seqc bench` compiles, runs and reports times that are consistent with each other, and
+/// refuses zero iterations with an error naming the option.
+#[test]
+fn bench_reports_times_and_refuses_zero_iterations() {
+    let (out, _) = ok(&[
+        "bench",
+        "xtask/bench/matmul.seq",
+        "--dims",
+        "M=33,K=17,N=65",
+        "--iters",
+        "3",
+        "--threads",
+        "2",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let times: Vec<f64> = j["times_s"]
+        .as_array()
+        .expect("times_s")
+        .iter()
+        .map(|t| t.as_f64().expect("seconds"))
+        .collect();
+    assert_eq!(times.len(), 3, "{out}");
+    let (min, med) = (
+        j["min_s"].as_f64().unwrap(),
+        j["median_s"].as_f64().unwrap(),
+    );
+    assert!(
+        times.iter().all(|t| *t > 0.0 && *t >= min) && min <= med,
+        "{out}"
+    );
+    // The cost model's count of a 33 × 17 × 65 product: one multiply and one add per term.
+    assert_eq!(j["flops"].as_u64(), Some(2 * 33 * 17 * 65), "{out}");
+    assert_eq!(j["threads"].as_u64(), Some(2), "{out}");
+    let o = seqc(&[
+        "bench",
+        "xtask/bench/matmul.seq",
+        "--dims",
+        "M=2,K=2,N=2",
+        "--iters",
+        "0",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--iters must be at least 1"), "{err}");
+}
