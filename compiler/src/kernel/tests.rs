@@ -391,7 +391,12 @@ fn each_extract_of_attention_lse_is_one_kernel() {
     let text = print_program(&p);
     let ops: Vec<&str> = p.kernels.iter().map(|k| k.op.as_str()).collect();
     assert_eq!(ops, ["extract", "extract"], "{text}");
-    // The tuple itself has no buffer; the lse kernel takes a log of the running sum.
-    assert_eq!(p.buffers.len(), 3, "{text}");
+    // The tuple itself has no buffer (the output's tiled kernel adds scratch buffers of its
+    // own, for node %2); the lse kernel takes a log of the running sum.
+    assert!(
+        !p.buffers.iter().any(|b| b.node == crate::ir::NodeId(1)),
+        "{text}"
+    );
+    assert!(text.contains("gemm b"), "{text}");
     assert!(text.contains("log.f64("), "{text}");
 }
