@@ -50,6 +50,7 @@ pub(super) fn div(a: Expr, b: Expr) -> Expr {
     match (&a, &b) {
         (_, Expr::Int(1, Ty::I64)) => a,
         (Expr::Int(0, Ty::I64), _) => a,
+        (Expr::Int(x, Ty::I64), Expr::Int(y, Ty::I64)) if *y > 0 => int(x.div_euclid(*y)),
         _ => bin(BinaryOp::Div, a, b),
     }
 }
@@ -58,6 +59,7 @@ pub(super) fn rem(a: Expr, b: Expr) -> Expr {
     match (&a, &b) {
         (_, Expr::Int(1, Ty::I64)) => int(0),
         (Expr::Int(0, Ty::I64), _) => a,
+        (Expr::Int(x, Ty::I64), Expr::Int(y, Ty::I64)) if *y > 0 => int(x.rem_euclid(*y)),
         _ => bin(BinaryOp::Rem, a, b),
     }
 }

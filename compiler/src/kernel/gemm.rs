@@ -206,11 +206,14 @@ impl Lowerer<'_> {
             rows: st(x, r),
             cols: st(x, c),
         };
-        let min = |a: Expr, b: Expr| Expr::Binary {
-            op: BinaryOp::Min,
-            ty: Ty::I64,
-            a: Box::new(a),
-            b: Box::new(b),
+        let min = |a: Expr, b: Expr| match (&a, &b) {
+            (Expr::Int(x, Ty::I64), Expr::Int(y, Ty::I64)) => int(*x.min(y)),
+            _ => Expr::Binary {
+                op: BinaryOp::Min,
+                ty: Ty::I64,
+                a: Box::new(a),
+                b: Box::new(b),
+            },
         };
         let g = Gemm {
             m: min(int(BLOCK_M), sub(em, i0)),
