@@ -43,14 +43,7 @@ pub fn run(
     anyhow::ensure!(s.iters >= 1, "--iters must be at least 1");
     let dir = tempfile::tempdir().context("creating a temporary artifact directory")?;
     seqc::codegen::artifact::write_artifact(g, hash, dir.path(), false)?;
-    let pick = |names: Vec<&str>| -> BTreeMap<String, HostTensor> {
-        names
-            .into_iter()
-            .filter_map(|n| tensors.get(n).map(|t| (n.to_string(), t.clone())))
-            .collect()
-    };
-    let params = pick(g.params().map(|(n, _)| n).collect());
-    let inputs = pick(g.inputs().map(|(n, _)| n).collect());
+    let (params, inputs) = params_and_inputs(g, tensors);
     let opts = Options { threads: s.threads };
     let model = Model::load_with(dir.path(), Weights::from_tensors(&params)?, &opts)?;
     for _ in 0..s.warmup {
@@ -85,4 +78,21 @@ fn peak_rss() -> Option<u64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// `tensors` split into the graph's params and its inputs (others dropped).
+pub fn params_and_inputs(
+    g: &Graph,
+    tensors: &BTreeMap<String, HostTensor>,
+) -> (BTreeMap<String, HostTensor>, BTreeMap<String, HostTensor>) {
+    let pick = |names: Vec<&str>| -> BTreeMap<String, HostTensor> {
+        names
+            .into_iter()
+            .filter_map(|n| tensors.get(n).map(|t| (n.to_string(), t.clone())))
+            .collect()
+    };
+    (
+        pick(g.params().map(|(n, _)| n).collect()),
+        pick(g.inputs().map(|(n, _)| n).collect()),
+    )
 }

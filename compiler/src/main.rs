@@ -540,14 +540,7 @@ fn run_cpu(
 ) -> Result<BTreeMap<String, HostTensor>> {
     let dir = tempfile::tempdir().context("creating a temporary artifact directory")?;
     seqc::codegen::artifact::write_artifact(g, hash, dir.path(), false)?;
-    let params: BTreeMap<String, HostTensor> = g
-        .params()
-        .filter_map(|(n, _)| tensors.get(n).map(|t| (n.to_string(), t.clone())))
-        .collect();
-    let inputs: BTreeMap<String, HostTensor> = g
-        .inputs()
-        .filter_map(|(n, _)| tensors.get(n).map(|t| (n.to_string(), t.clone())))
-        .collect();
+    let (params, inputs) = bench::params_and_inputs(g, tensors);
     let model =
         seqc_runtime::Model::load(dir.path(), seqc_runtime::Weights::from_tensors(&params)?)?;
     Ok(model.run(&inputs, dims)?)

@@ -265,7 +265,7 @@ pub(crate) fn cast(x: &Tensor, to: DType) -> Result<Tensor, String> {
 }
 
 // W. J. Cody's coefficients, verbatim from SPECFUN's CALERF (more digits than f64 holds).
-#[allow(clippy::excessive_precision)]
+#[allow(clippy::excessive_precision)] // (why: Cody's published digits, kept verbatim)
 const ERF_A: [f64; 5] = [
     3.16112374387056560e00,
     1.13864154151050156e02,
@@ -273,14 +273,14 @@ const ERF_A: [f64; 5] = [
     3.20937758913846947e03,
     1.85777706184603153e-1,
 ];
-#[allow(clippy::excessive_precision)]
+#[allow(clippy::excessive_precision)] // (why: Cody's published digits, kept verbatim)
 const ERF_B: [f64; 4] = [
     2.36012909523441209e01,
     2.44024637934444173e02,
     1.28261652607737228e03,
     2.84423683343917062e03,
 ];
-#[allow(clippy::excessive_precision)]
+#[allow(clippy::excessive_precision)] // (why: Cody's published digits, kept verbatim)
 const ERF_C: [f64; 9] = [
     5.64188496988670089e-1,
     8.88314979438837594e00,
@@ -292,7 +292,7 @@ const ERF_C: [f64; 9] = [
     1.23033935479799725e03,
     2.15311535474403846e-8,
 ];
-#[allow(clippy::excessive_precision)]
+#[allow(clippy::excessive_precision)] // (why: Cody's published digits, kept verbatim)
 const ERF_D: [f64; 8] = [
     1.57449261107098347e01,
     1.17693950891312499e02,
@@ -303,7 +303,7 @@ const ERF_D: [f64; 8] = [
     3.43936767414372164e03,
     1.23033935480374942e03,
 ];
-#[allow(clippy::excessive_precision)]
+#[allow(clippy::excessive_precision)] // (why: Cody's published digits, kept verbatim)
 const ERF_P: [f64; 6] = [
     3.05326634961232344e-1,
     3.60344899949804439e-1,
@@ -312,7 +312,7 @@ const ERF_P: [f64; 6] = [
     6.58749161529837803e-4,
     1.63153871373020978e-2,
 ];
-#[allow(clippy::excessive_precision)]
+#[allow(clippy::excessive_precision)] // (why: Cody's published digits, kept verbatim)
 const ERF_Q: [f64; 5] = [
     2.56852019228982242e00,
     1.87295284992346725e00,

@@ -64,6 +64,14 @@ pub(super) fn rem(a: Expr, b: Expr) -> Expr {
     }
 }
 
+/// The smaller of two indices (folded when both are constants).
+pub(super) fn min(a: Expr, b: Expr) -> Expr {
+    match (&a, &b) {
+        (Expr::Int(x, Ty::I64), Expr::Int(y, Ty::I64)) => int(*x.min(y)),
+        _ => bin(BinaryOp::Min, a, b),
+    }
+}
+
 pub(super) fn lt(a: Expr, b: Expr) -> Expr {
     bin(BinaryOp::Lt, a, b)
 }

@@ -7,7 +7,7 @@
 //! extra memory is linear in T. Everything else (`attention_lse`, other dtypes, strides the
 //! block product cannot take, value widths over `BLOCK_N`) keeps the direct nest of `attn.rs`.
 
-use super::access::{add, broadcast_index, div, flat, int, mul, sub, unflatten};
+use super::access::{add, broadcast_index, div, flat, int, min, mul, sub, unflatten};
 use super::gemm::BLOCK_N;
 use super::lower::{Lowerer, serial, wbin};
 use super::{BufId, Expr, Gemm, KernelError, Loop, Sched, Stmt, Strided, Ty};
@@ -359,14 +359,5 @@ impl Lowerer<'_> {
             sched: Sched::Parallel,
             body: vec![init, serial(j, nk, tile), fin],
         }))
-    }
-}
-
-fn min(a: Expr, b: Expr) -> Expr {
-    Expr::Binary {
-        op: BinaryOp::Min,
-        ty: Ty::I64,
-        a: Box::new(a),
-        b: Box::new(b),
     }
 }

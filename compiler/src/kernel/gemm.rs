@@ -4,7 +4,7 @@
 //! block one [`Stmt::Gemm`] that the backend computes with its register-blocked micro-kernel.
 //! Every other einsum keeps the scalar loop nest of `lower.rs`.
 
-use super::access::{add, div, int, mul, sub, unflatten};
+use super::access::{add, div, int, min, mul, sub, unflatten};
 use super::lower::Lowerer;
 use super::{BufId, Expr, Gemm, Loop, Sched, Stmt, Strided, Ty, Var};
 use crate::ir::{BinaryOp, NodeId};
@@ -205,15 +205,6 @@ impl Lowerer<'_> {
             offset: subst(&x.index, &at),
             rows: st(x, r),
             cols: st(x, c),
-        };
-        let min = |a: Expr, b: Expr| match (&a, &b) {
-            (Expr::Int(x, Ty::I64), Expr::Int(y, Ty::I64)) => int(*x.min(y)),
-            _ => Expr::Binary {
-                op: BinaryOp::Min,
-                ty: Ty::I64,
-                a: Box::new(a),
-                b: Box::new(b),
-            },
         };
         let g = Gemm {
             m: min(int(BLOCK_M), sub(em, i0)),

@@ -433,7 +433,6 @@ impl<'a, 'c> Gen<'a, 'c> {
 
     /// Stores (first slice of k) or adds the tile into c: full tiles with unit column stride
     /// directly as vectors, edge tiles element by element through the stack tile.
-    #[allow(clippy::too_many_arguments)] // (why: each tuple is one matrix's pointer and strides)
     fn write(
         &self,
         acc: &[VectorValue<'c>],
