@@ -13,11 +13,15 @@ pub struct Settings {
     pub warmup: usize,
     pub iters: usize,
     pub threads: Option<usize>,
+    /// The CPU the code is generated for.
+    pub cpu: seqc::codegen::cpu::HostTarget,
 }
 
 #[derive(Serialize)]
 pub struct Report {
     pub dims: DimBindings,
+    /// The CPU the code was generated for (`native`: this machine's name as LLVM knows it).
+    pub cpu: String,
     pub threads: usize,
     pub iters: usize,
     /// Seconds per call: median and minimum over the timed calls.
@@ -42,7 +46,7 @@ pub fn run(
 ) -> Result<Report> {
     anyhow::ensure!(s.iters >= 1, "--iters must be at least 1");
     let dir = tempfile::tempdir().context("creating a temporary artifact directory")?;
-    seqc::codegen::artifact::write_artifact(g, hash, dir.path(), false)?;
+    seqc::codegen::artifact::write_artifact_for(g, hash, dir.path(), false, &s.cpu)?;
     let (params, inputs) = params_and_inputs(g, tensors);
     let opts = Options { threads: s.threads };
     let model = Model::load_with(dir.path(), Weights::from_tensors(&params)?, &opts)?;
@@ -62,6 +66,7 @@ pub fn run(
     let flops = seqc::opt::stats(g, dims).flops;
     Ok(Report {
         dims: dims.clone(),
+        cpu: s.cpu.cpu.clone(),
         threads: model.threads(),
         iters: s.iters,
         median_s: median,

@@ -113,6 +113,9 @@ enum Cmd {
         /// With --stage opt: the machine the cost model estimates for.
         #[arg(long, value_enum, default_value = "cpu")]
         target: CostTarget,
+        /// With --stage llvm: the CPU to generate code for (see `compile --cpu`).
+        #[arg(long, default_value = "native")]
+        cpu: String,
     },
     /// Compile a spec into an artifact directory (manifest, shared object, optional dumps).
     Compile {
@@ -128,6 +131,10 @@ enum Cmd {
         /// Also write the kernel IR and LLVM IR into the artifact.
         #[arg(long)]
         dumps: bool,
+        /// The CPU to generate code for: `native` (this machine) or an x86-64 level
+        /// (`x86-64`, `x86-64-v2`, `x86-64-v3`, `x86-64-v4`).
+        #[arg(long, default_value = "native")]
+        cpu: String,
         #[arg(short, long)]
         output: PathBuf,
         #[arg(long)]
@@ -180,6 +187,9 @@ enum Cmd {
         /// With --backend cpu: skip the e-graph optimizer.
         #[arg(long)]
         no_opt: bool,
+        /// With --backend cpu: the CPU to generate code for (see `compile --cpu`).
+        #[arg(long, default_value = "native")]
+        cpu: String,
     },
     /// Time a spec compiled for this CPU: compile once, fill what is not given with seeded
     /// random values, run --warmup untimed and --iters timed calls; prints JSON with the
@@ -207,6 +217,10 @@ enum Cmd {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// The CPU to generate code for: `native` (this machine) or an x86-64 level
+        /// (`x86-64`, `x86-64-v2`, `x86-64-v3`, `x86-64-v4`).
+        #[arg(long, default_value = "native")]
+        cpu: String,
     },
 }
 
@@ -285,11 +299,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             dims,
             explain,
             target,
+            cpu,
         } => match stage {
             Stage::Ast | Stage::Ir | Stage::Kernels | Stage::Llvm
                 if explain || !dims.is_empty() || !matches!(target, CostTarget::Cpu) =>
             {
                 bail!("--dims, --explain and --target apply to --stage opt");
+            }
+            _ if cpu != "native" && !matches!(stage, Stage::Llvm) => {
+                bail!("--cpu applies to --stage llvm");
             }
             Stage::Ast => {
                 let src = match frontend::read_source(&file) {
@@ -320,7 +338,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 let p = seqc::kernel::lower(&g)?;
                 match stage {
                     Stage::Kernels => out!("{}", seqc::kernel::print::print_program(&p))?,
-                    _ => out!("{}", seqc::codegen::cpu::llvm_ir(&p, false)?)?,
+                    _ => {
+                        let t = seqc::codegen::cpu::cpu_target(&cpu)?;
+                        out!("{}", seqc::codegen::cpu::llvm_ir_for(&p, false, &t)?)?
+                    }
                 }
             }
             Stage::Opt => {
@@ -340,9 +361,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             dims,
             no_opt,
             dumps,
+            cpu,
             output,
             config,
         } => {
+            let cpu = seqc::codegen::cpu::cpu_target(&cpu)?;
             let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
@@ -351,11 +374,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             } else {
                 optimize_for_cpu(&g, &dims)?
             };
-            let m = seqc::codegen::artifact::write_artifact(
+            let m = seqc::codegen::artifact::write_artifact_for(
                 &g,
                 &spec_hash(&file, &config)?,
                 &output,
                 dumps,
+                &cpu,
             )?;
             eprintln!(
                 "compiled {} to {} ({} kernels, {} buffers, target {} {})",
@@ -414,7 +438,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             output,
             config,
             no_opt,
+            cpu,
         } => {
+            if !matches!(backend, Backend::Cpu) && cpu != "native" {
+                bail!("--cpu applies to --backend cpu");
+            }
+            let cpu = seqc::codegen::cpu::cpu_target(&cpu)?;
             let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
@@ -430,7 +459,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                         optimize_for_cpu(&g, &d.join(","))?
                     };
                     (
-                        run_cpu(&g, &bound, &tensors, &spec_hash(&file, &config)?)?,
+                        run_cpu(&g, &bound, &tensors, &spec_hash(&file, &config)?, &cpu)?,
                         "cpu",
                     )
                 }
@@ -457,7 +486,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             warmup,
             iters,
             threads,
+            cpu,
         } => {
+            let cpu = seqc::codegen::cpu::cpu_target(&cpu)?;
             let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
@@ -477,6 +508,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     warmup,
                     iters,
                     threads,
+                    cpu,
                 },
             )?;
             let mut j = serde_json::to_value(&r)?;
@@ -537,9 +569,10 @@ fn run_cpu(
     dims: &DimBindings,
     tensors: &BTreeMap<String, HostTensor>,
     hash: &str,
+    cpu: &seqc::codegen::cpu::HostTarget,
 ) -> Result<BTreeMap<String, HostTensor>> {
     let dir = tempfile::tempdir().context("creating a temporary artifact directory")?;
-    seqc::codegen::artifact::write_artifact(g, hash, dir.path(), false)?;
+    seqc::codegen::artifact::write_artifact_for(g, hash, dir.path(), false, cpu)?;
     let (params, inputs) = bench::params_and_inputs(g, tensors);
     let model =
         seqc_runtime::Model::load(dir.path(), seqc_runtime::Weights::from_tensors(&params)?)?;

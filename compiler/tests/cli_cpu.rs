@@ -247,3 +247,147 @@ fn bench_reports_times_and_refuses_zero_iterations() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--iters must be at least 1"), "{err}");
 }
+
+/// `--cpu LEVEL`: the artifact records that CPU and exactly the level's features, its code
+/// uses no register wider than the level has (and does use the widest it has), and where this
+/// machine has the level it computes what the interpreter computes.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn compile_and_run_for_an_x86_64_level() {
+    let spec = "ir-specs/mamba.seq";
+    // (level, features it must record, features it must not, register it must use,
+    // registers it must not, whether this machine can run it)
+    let levels = [
+        (
+            "x86-64",
+            &["sse2"][..],
+            &["avx", "avx2"][..],
+            "xmm",
+            &["ymm", "zmm"][..],
+            true,
+        ),
+        (
+            "x86-64-v3",
+            &["sse4.2", "avx2", "fma"][..],
+            &["avx512f"][..],
+            "ymm",
+            &["zmm"][..],
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma"),
+        ),
+    ];
+    for (level, has, lacks, reg, not_regs, runs) in levels {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("m.seqc");
+        let (_, err) = ok(&[
+            "compile",
+            spec,
+            "--cpu",
+            level,
+            "-o",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert!(err.contains("target x86_64"), "{err}");
+        let m = seqc_runtime::artifact::Manifest::read(&out).expect("manifest reads back");
+        assert_eq!(m.target.cpu, level);
+        for f in has {
+            assert!(
+                m.target.features.iter().any(|x| x == f),
+                "{level}: {f} in {:?}",
+                m.target.features
+            );
+        }
+        for f in lacks {
+            assert!(
+                !m.target.features.iter().any(|x| x == f),
+                "{level}: {f} in {:?}",
+                m.target.features
+            );
+        }
+        let dis = Command::new("objdump")
+            .args(["-d", "--no-show-raw-insn"])
+            .arg(out.join("kernels.so"))
+            .output()
+            .expect("objdump runs (binutils comes with the C compiler the backend links with)");
+        let asm = String::from_utf8_lossy(&dis.stdout);
+        assert!(
+            asm.contains(&format!("%{reg}")),
+            "{level}: no {reg} register used"
+        );
+        for r in not_regs {
+            assert!(
+                !asm.contains(&format!("%{r}")),
+                "{level}: {r} register used"
+            );
+        }
+        if runs {
+            let args = ["run", spec, "--dims", "B=2,T=7", "--seed", "3"];
+            let (interp, _) = ok(&args);
+            let (cpu, _) = ok(&[&args[..], &["--backend", "cpu", "--cpu", level]].concat());
+            let ((wi, ni), (wc, nc)) = (split_summary(&interp), split_summary(&cpu));
+            assert_eq!(wc, wi, "{level}:\n{cpu}\n{interp}");
+            let scale = ni.iter().fold(1e-6f64, |m, x| m.max(x.abs()));
+            for (a, b) in nc.iter().zip(&ni) {
+                assert!((a - b).abs() <= 1e-4 * scale, "{level}:\n{cpu}\n{interp}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unknown_cpu_is_a_clear_error() {
+    for args in [
+        &[
+            "compile",
+            "ir-specs/lru.seq",
+            "--cpu",
+            "pentium4",
+            "-o",
+            "/nonexistent/x",
+        ][..],
+        &[
+            "run",
+            "ir-specs/lru.seq",
+            "--backend",
+            "cpu",
+            "--cpu",
+            "pentium4",
+        ][..],
+        &[
+            "dump",
+            "ir-specs/lru.seq",
+            "--stage",
+            "llvm",
+            "--cpu",
+            "pentium4",
+        ][..],
+    ] {
+        let o = seqc(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("unknown CPU `pentium4`: expected `native` or one of x86-64, x86-64-v2, x86-64-v3, x86-64-v4")
+                && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    let o = seqc(&["run", "ir-specs/lru.seq", "--cpu", "x86-64-v3"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--cpu applies to --backend cpu"),
+        "{err}"
+    );
+    let o = seqc(&[
+        "dump",
+        "ir-specs/lru.seq",
+        "--stage",
+        "kernels",
+        "--cpu",
+        "x86-64-v3",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--cpu applies to --stage llvm"),
+        "{err}"
+    );
+}

@@ -201,6 +201,17 @@ pub fn write_artifact(
     dir: &Path,
     dumps: bool,
 ) -> Result<Manifest, BuildError> {
+    write_artifact_for(g, spec_hash, dir, dumps, &cpu::host_target())
+}
+
+/// `write_artifact` for CPU `target` (see `cpu::cpu_target`).
+pub fn write_artifact_for(
+    g: &Graph,
+    spec_hash: &str,
+    dir: &Path,
+    dumps: bool,
+    target: &cpu::HostTarget,
+) -> Result<Manifest, BuildError> {
     let io = |source| BuildError::Io {
         path: dir.display().to_string(),
         source,
@@ -208,14 +219,14 @@ pub fn write_artifact(
     let p = kernel::lower(g)?;
     std::fs::create_dir_all(dir).map_err(io)?;
     let so = dir.join(LIBRARY_FILE);
-    let target = cpu::compile_shared_object(&p, &so)?;
-    let mut m = manifest(g, &p, spec_hash, &target)?;
+    cpu::compile_shared_object(&p, &so, target)?;
+    let mut m = manifest(g, &p, spec_hash, target)?;
     let bytes = std::fs::read(&so).map_err(io)?;
     m.library.hash = hash_bytes(&bytes);
     m.library.bytes = bytes.len() as u64;
     if dumps {
         std::fs::write(dir.join("kernels.txt"), kernel::print::print_program(&p)).map_err(io)?;
-        std::fs::write(dir.join("llvm.ll"), cpu::llvm_ir(&p, false)?).map_err(io)?;
+        std::fs::write(dir.join("llvm.ll"), cpu::llvm_ir_for(&p, false, target)?).map_err(io)?;
     }
     m.write(dir)?;
     Ok(m)

@@ -4,8 +4,10 @@
 
 mod emit;
 mod gemm;
+mod target;
 
 pub use emit::{STATUS_DIV_ZERO, STATUS_INDEX};
+pub use target::{HostTarget, LEVELS, cpu_target, host_target};
 
 use crate::kernel::Program;
 use inkwell::OptimizationLevel;
@@ -23,33 +25,14 @@ use thiserror::Error;
 pub enum CodegenError {
     #[error("the CPU backend cannot generate code for {0} yet")]
     Unsupported(String),
+    #[error("target: {0}")]
+    Target(String),
     #[error("LLVM: {0}")]
     Llvm(String),
     #[error("linking the shared object with `cc`: {0}")]
     Link(String),
     #[error("{path}: {err}")]
     Io { path: String, err: std::io::Error },
-}
-
-/// The machine code is generated for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostTarget {
-    pub triple: String,
-    pub cpu: String,
-    /// LLVM's feature string, e.g. `+avx2,+fma,-avx512f,…`.
-    pub features: String,
-}
-
-/// The host this process runs on, as LLVM sees it.
-pub fn host_target() -> HostTarget {
-    HostTarget {
-        triple: TargetMachine::get_default_triple()
-            .as_str()
-            .to_string_lossy()
-            .into_owned(),
-        cpu: TargetMachine::get_host_cpu_name().to_string(),
-        features: TargetMachine::get_host_cpu_features().to_string(),
-    }
 }
 
 fn machine(t: &HostTarget) -> Result<TargetMachine, CodegenError> {
@@ -84,10 +67,16 @@ fn build<'c>(
     Ok(module)
 }
 
-/// The LLVM IR of a program, before (`optimize = false`) or after the O3 pipeline.
+/// The LLVM IR of a program for the host, before (`optimize = false`) or after the O3
+/// pipeline.
 pub fn llvm_ir(p: &Program, optimize: bool) -> Result<String, CodegenError> {
-    let t = host_target();
-    let tm = machine(&t)?;
+    llvm_ir_for(p, optimize, &host_target())
+}
+
+/// The LLVM IR of a program for target `t`, before (`optimize = false`) or after the O3
+/// pipeline.
+pub fn llvm_ir_for(p: &Program, optimize: bool, t: &HostTarget) -> Result<String, CodegenError> {
+    let tm = machine(t)?;
     let ctx = Context::create();
     let module = build(&ctx, p, &tm)?;
     if optimize {
@@ -102,10 +91,13 @@ fn run_o3(module: &Module, tm: &TargetMachine) -> Result<(), CodegenError> {
         .map_err(|e| CodegenError::Llvm(e.to_string()))
 }
 
-/// Compiles a program to a shared object at `so_path` for the host; returns the target.
-pub fn compile_shared_object(p: &Program, so_path: &Path) -> Result<HostTarget, CodegenError> {
-    let t = host_target();
-    let tm = machine(&t)?;
+/// Compiles a program to a shared object at `so_path` for target `t`.
+pub fn compile_shared_object(
+    p: &Program,
+    so_path: &Path,
+    t: &HostTarget,
+) -> Result<(), CodegenError> {
+    let tm = machine(t)?;
     let ctx = Context::create();
     let module = build(&ctx, p, &tm)?;
     run_o3(&module, &tm)?;
@@ -126,5 +118,5 @@ pub fn compile_shared_object(p: &Program, so_path: &Path) -> Result<HostTarget, 
             String::from_utf8_lossy(&out.stderr).into_owned(),
         ));
     }
-    Ok(t)
+    Ok(())
 }
