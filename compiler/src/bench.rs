@@ -32,6 +32,9 @@ pub struct Report {
     /// FLOPs of the compiled graph at these dims (cost-model count, load-time work excluded).
     pub flops: u64,
     pub gflops_per_s: f64,
+    /// The runtime's arena for one call at these dims: every intermediate and output buffer,
+    /// placed by liveness (the memory the compiled model itself needs per call).
+    pub arena_bytes: usize,
     /// Peak resident set of this process (Linux `VmHWM`), which includes the compiler's own
     /// memory and the filled tensors; `None` where /proc is absent.
     pub peak_rss_bytes: Option<u64>,
@@ -74,6 +77,7 @@ pub fn run(
         times_s: times,
         flops,
         gflops_per_s: flops as f64 / median / 1e9,
+        arena_bytes: model.arena_bytes(dims)?,
         peak_rss_bytes: peak_rss(),
     })
 }

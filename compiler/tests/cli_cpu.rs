@@ -235,6 +235,8 @@ fn bench_reports_times_and_refuses_zero_iterations() {
     // The cost model's count of a 33 × 17 × 65 product: one multiply and one add per term.
     assert_eq!(j["flops"].as_u64(), Some(2 * 33 * 17 * 65), "{out}");
     assert_eq!(j["threads"].as_u64(), Some(2), "{out}");
+    // The arena holds the output only: 33 · 65 f32 = 8,580 bytes, rounded up to a 64-byte line.
+    assert_eq!(j["arena_bytes"].as_u64(), Some(8640), "{out}");
     let o = seqc(&[
         "bench",
         "xtask/bench/matmul.seq",

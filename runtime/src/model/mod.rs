@@ -147,27 +147,9 @@ impl Model {
         let dim_vals: Vec<i64> = m.dims.iter().map(|d| bound[d]).collect();
         // Buffer pointers: inputs, weights, random fills and the arena.
         let mut ptrs: Vec<*mut u8> = vec![std::ptr::null_mut(); m.buffers.len()];
-        let numel = |k: usize| -> Result<usize, ModelError> {
-            let n = m.buffers[k]
-                .numel
-                .eval(&bound)
-                .map_err(|reason| ModelError::Size {
-                    what: format!("buffer {k}"),
-                    reason,
-                })?;
-            usize::try_from(n)
-                .ok()
-                .filter(|n| n.checked_mul(8).is_some_and(|b| b < (1usize << 46)))
-                .ok_or_else(|| ModelError::Size {
-                    what: format!("buffer {k}"),
-                    reason: format!("{n} elements is not a usable size"),
-                })
-        };
         let mut randoms: Vec<Vec<f32>> = Vec::new();
-        let mut reqs = Vec::new();
-        let mut arena_bufs = Vec::new();
+        let (arena_bufs, reqs) = arena_requests(m, &bound)?;
         for (k, b) in m.buffers.iter().enumerate() {
-            let n = numel(k)?;
             match &b.kind {
                 BufferKind::Input(name) => {
                     ptrs[k] = weights::tensor_ptr(&inputs[name]).cast_mut();
@@ -180,18 +162,12 @@ impl Model {
                     normal,
                     torch,
                 } => {
+                    let n = numel(m, k, &bound)?;
                     let mut v = crate::rng::fill_dist(*seed, n, *normal, *torch);
                     ptrs[k] = v.as_mut_ptr().cast();
                     randoms.push(v);
                 }
-                BufferKind::Arena { first, last } => {
-                    reqs.push(plan::Request {
-                        bytes: n * b.dtype.size_bytes(),
-                        first: *first,
-                        last: *last,
-                    });
-                    arena_bufs.push(k);
-                }
+                BufferKind::Arena { .. } => {}
             }
         }
         let (offsets, total) = plan::place(&reqs);
@@ -232,6 +208,13 @@ impl Model {
         drop(randoms);
         self.give_back(arena);
         Ok(out)
+    }
+
+    /// The bytes of the arena a call at `dims` places (every intermediate and output buffer,
+    /// first-fit by liveness; inputs, weights and seeded fills are not in it). Every dim of
+    /// the model must be given.
+    pub fn arena_bytes(&self, dims: &DimValues) -> Result<usize, ModelError> {
+        arena_bytes(&self.manifest, dims)
     }
 
     /// A zeroed arena of `words` u64s: a kept one if one is large enough, else a new one.
@@ -364,6 +347,50 @@ fn bind_dims(
         }
     }
     Ok(bound)
+}
+
+/// The bytes of the arena a call of the artifact `m` places at `dims` (see
+/// `Model::arena_bytes`; no weights needed).
+pub fn arena_bytes(m: &Manifest, dims: &DimValues) -> Result<usize, ModelError> {
+    let (_, reqs) = arena_requests(m, dims)?;
+    Ok(plan::place(&reqs).1)
+}
+
+/// The element count of buffer `k` at `bound`, refused when it is not a usable size.
+fn numel(m: &Manifest, k: usize, bound: &DimValues) -> Result<usize, ModelError> {
+    let n = m.buffers[k]
+        .numel
+        .eval(bound)
+        .map_err(|reason| ModelError::Size {
+            what: format!("buffer {k}"),
+            reason,
+        })?;
+    usize::try_from(n)
+        .ok()
+        .filter(|n| n.checked_mul(8).is_some_and(|b| b < (1usize << 46)))
+        .ok_or_else(|| ModelError::Size {
+            what: format!("buffer {k}"),
+            reason: format!("{n} elements is not a usable size"),
+        })
+}
+
+/// The arena buffers (indices into the manifest's buffers) and their placement requests.
+fn arena_requests(
+    m: &Manifest,
+    bound: &DimValues,
+) -> Result<(Vec<usize>, Vec<plan::Request>), ModelError> {
+    let (mut bufs, mut reqs) = (Vec::new(), Vec::new());
+    for (k, b) in m.buffers.iter().enumerate() {
+        if let BufferKind::Arena { first, last } = &b.kind {
+            reqs.push(plan::Request {
+                bytes: numel(m, k, bound)? * b.dtype.size_bytes(),
+                first: *first,
+                last: *last,
+            });
+            bufs.push(k);
+        }
+    }
+    Ok((bufs, reqs))
 }
 
 /// The artifact's architecture and CPU features must be this machine's.
