@@ -621,6 +621,37 @@ fn softmax_attention_is_fused_with_its_mask() {
     }
 }
 
+/// The fused node's scale.
+fn scale_of(g: &Graph) -> f64 {
+    g.nodes
+        .iter()
+        .find_map(|n| match &n.op {
+            Op::Attention { scale, .. } => Some(*scale),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_division_of_the_scores_is_the_scale() {
+    // `x / sqrt(D)` and `x / c`: the scale is 1 / c; a zero divisor is not a scale.
+    for (expr, scale) in [
+        ("einsum(\"bhtd,bhsd->bhts\", q, k) / sqrt(4.0)", 0.5),
+        ("einsum(\"bhtd,bhsd->bhts\", q, k) / 8.0", 0.125),
+    ] {
+        let o = fuses(&format!(
+            "{QKV} output y = masked_softmax({expr}, causal_mask(T)) @ v;"
+        ));
+        assert_eq!(scale_of(&o), scale, "{expr}");
+        assert_eq!(count_ops(&o, "div"), 0, "{o}");
+    }
+    let g = load(&format!(
+        "{QKV} output y = softmax(einsum(\"bhtd,bhsd->bhts\", q, k) / 0.0) @ v;"
+    ));
+    let (o, _) = optimize_at(&g, &at(&[("B", 2), ("T", 64)]));
+    assert_eq!(count_ops(&o, "attention"), 0, "{o}");
+}
+
 #[test]
 fn avoided_operators_are_not_extracted() {
     // A backend that cannot run `linear_attn` or `fused` yet gets the best graph without them.

@@ -227,7 +227,8 @@ fn masked(eg: &EG, x: Id) -> Vec<(Id, Mask)> {
     out
 }
 
-/// (score einsum, scale) pairs with `scores` = einsum(Q, K) · scale, or the einsum itself.
+/// (score einsum, scale) pairs with `scores` = einsum(Q, K) · scale, einsum(Q, K) / (1 /
+/// scale), or the einsum itself.
 fn scaled(eg: &EG, scores: Id) -> Vec<(TNode, f64)> {
     let mut out: Vec<(TNode, f64)> = nodes_named(eg, scores, "einsum")
         .into_iter()
@@ -241,6 +242,21 @@ fn scaled(eg: &EG, scores: Id) -> Vec<(TNode, f64)> {
                 for n in nodes_named(eg, a, "einsum") {
                     out.push((n, scale));
                 }
+            }
+        }
+    }
+    // einsum(Q, K) / c, as `x / sqrt(D)` writes the scale: the fused node multiplies by
+    // 1 / c instead, which differs from dividing by c by the rounding of 1 / c.
+    for div in nodes_named(eg, scores, "div") {
+        let (a, c) = (div.children[0], div.children[1]);
+        let scalar = shape(eg, c).is_some_and(|s| s.is_empty());
+        let scale = float_const(eg, c)
+            .filter(|x| scalar && *x != 0.0)
+            .map(|x| 1.0 / x)
+            .filter(|x| x.is_finite());
+        if let Some(scale) = scale {
+            for n in nodes_named(eg, a, "einsum") {
+                out.push((n, scale));
             }
         }
     }
