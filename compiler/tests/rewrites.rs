@@ -726,6 +726,35 @@ fn partial_attentions_merged_by_lse_are_fused() {
     }
 }
 
+/// BigBird (ir-specs/bigbird.seq): window, global blocks and seeded random blocks fused into
+/// one attention whose mask reads the random-block table and the block count, which the
+/// graph computes from T and the seed, as operands; equal to the original at T = 1, primes
+/// and lengths that are not multiples of the block (2), with several tile sizes (at T ≥ 9
+/// there are random blocks).
+#[test]
+fn bigbird_random_blocks_are_fused() {
+    let g = frontend::load_file(&root().join("ir-specs/bigbird.seq")).unwrap();
+    let (o, report) = optimize_at(&g, &at(&[("B", 1), ("T", 4096)]));
+    assert!(fired(&report).contains_key("softmax-attention"), "{o}");
+    assert_eq!(count_ops(&o, "attention"), 1, "{o}");
+    assert_eq!(count_ops_deep(&o, "exp"), 0, "{o}");
+    let mask = mask_of(&o);
+    assert!(
+        mask.contains("operand(4, [b1, div(t, 2), div(s, 2)])"),
+        "{mask}"
+    );
+    let (small, tiny) = (retile(&o, 4, 3), retile(&o, 1, 2));
+    for t in [1, 2, 3, 5, 7, 9, 13, 16, 17, 37] {
+        let d = at(&[("B", 2), ("T", t)]);
+        let graphs = [
+            ("optimised", &o),
+            ("tiles 4 × 3", &small),
+            ("tiles 1 × 2", &tiny),
+        ];
+        assert!(same_outputs(&g, &graphs, &d).unwrap(), "T = {t}\n{o}");
+    }
+}
+
 /// Masks, layouts and lengths the rules must leave alone.
 #[test]
 fn unstructured_masks_are_not_fused() {
