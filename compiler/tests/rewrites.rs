@@ -599,6 +599,12 @@ fn softmax_attention_is_fused_with_its_mask() {
             "softmax(where(causal_mask(T) && ((iota([T, T], 1) < 2) || (iota([T, T], 0) - iota([T, T], 1) < 3)), einsum(\"bhsd,bhtd->bhts\", k, q) * 0.25, -inf)) @ v",
             "and(le(s, t), or(lt(s, 2), lt(sub(t, s), 3)))",
         ),
+        // Static global tokens (the first 2 positions attend and are attended everywhere)
+        // on a two-sided band (Longformer with a fixed global set).
+        (
+            "softmax(where((abs(iota([T, T], 0) - iota([T, T], 1)) <= 2) || (iota([T, T], 1) < 2) || (iota([T, T], 0) < 2), einsum(\"bhtd,bhsd->bhts\", q, k), -inf)) @ v",
+            "or(or(le(maximum(sub(t, s), sub(0, sub(t, s))), 2), lt(s, 2)), lt(t, 2))",
+        ),
         // A pattern per head (head h also sees h keys ahead).
         (
             "masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), iota([2, T, T], 2) <= iota([2, T, T], 1) + iota([2, T, T], 0)) @ v",
@@ -764,6 +770,12 @@ fn unstructured_masks_are_not_fused() {
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          input m: bool[T, T];
          output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), m) @ v;",
+        // A block table given as an input, read through `take` (only values that depend on
+        // no input become operands).
+        "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
+         input tb: bool[T, T];
+         let blk = iota([T], 0) / 2;
+         output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), take(take(tb, blk, axis = 0), blk, axis = 1)) @ v;",
         // A table per head given as an input.
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          input dil: i32[2, 1, 1];

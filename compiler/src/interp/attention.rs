@@ -46,7 +46,7 @@ pub(crate) fn mask_operands(xs: &[&Tensor]) -> Result<Vec<MaskOperand>, String> 
                 Data::B(v) => v.iter().map(|&b| i64::from(b)).collect(),
                 Data::F(_) => {
                     return Err(format!(
-                        "an attention mask operand must be i32 or bool, found {}",
+                        "internal: an attention mask operand must be i32 or bool, found {}",
                         x.describe()
                     ));
                 }

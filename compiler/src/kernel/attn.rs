@@ -207,11 +207,11 @@ impl Lowerer<'_> {
     fn mask_operand(&mut self, ins: &[NodeId], j: usize, idx: Vec<Expr>) -> Result<Expr, String> {
         let x = *ins
             .get(j)
-            .ok_or_else(|| format!("reads operand {j}, which the node does not have"))?;
+            .ok_or_else(|| format!("internal: reads operand {j}, which the node does not have"))?;
         let dims = self.shapes[x.index()].clone();
         if dims.len() != idx.len() {
             return Err(format!(
-                "reads operand {j} with {} indices, but it has rank {}",
+                "internal: reads operand {j} with {} indices, but it has rank {}",
                 idx.len(),
                 dims.len()
             ));
@@ -257,7 +257,7 @@ type OperandLoad<'a> = dyn FnMut(usize, Vec<Expr>) -> Result<Expr, String> + 'a;
 pub(super) fn mask_expr(mask: &Mask, t: &Expr, s: &Expr, batch: &[Expr]) -> Result<Expr, String> {
     let mut none = |j: usize, _: Vec<Expr>| -> Result<Expr, String> {
         Err(format!(
-            "reads operand {j}, which this lowering does not take"
+            "internal: reads operand {j}, which this lowering does not take"
         ))
     };
     mask_expr_with(mask, t, s, batch, &mut none)
