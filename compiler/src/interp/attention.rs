@@ -59,14 +59,14 @@ pub(crate) fn mask_operands(xs: &[&Tensor]) -> Result<Vec<MaskOperand>, String> 
         .collect()
 }
 
-/// Evaluates `attention(q, k, v)` (its mask reading `ops`); `out_shape` is the result's evaluated shape. Returns the
-/// result and the rows' log-sum-exp ([..., T, 1], −∞ for a row with no visible key).
+/// Evaluates `attention(q, k, v)` (its mask reading `ops`, the values of the operands after
+/// v); `out_shape` is the result's evaluated shape. Returns the result and the rows'
+/// log-sum-exp ([..., T, 1], −∞ for a row with no visible key).
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    mask: &Mask,
-    ops: &[MaskOperand],
+    (mask, ops): (&Mask, &[MaskOperand]),
     scale: f64,
     (tile_q, tile_k): (usize, usize),
     out_shape: &[usize],

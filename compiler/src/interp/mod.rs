@@ -437,7 +437,7 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
             let shape = expect.tensor()?.1;
             let extra = (3..args.len()).map(a).collect::<Result<Vec<_>, _>>()?;
             let ops = attention::mask_operands(&extra)?;
-            attention::attention(a(0)?, a(1)?, a(2)?, mask, &ops, *scale, tiles, shape)?.0
+            attention::attention(a(0)?, a(1)?, a(2)?, (mask, &ops), *scale, tiles, shape)?.0
         }
         Op::AttentionLse {
             mask,
@@ -457,7 +457,7 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
             let extra = (3..args.len()).map(a).collect::<Result<Vec<_>, _>>()?;
             let ops = attention::mask_operands(&extra)?;
             let (out, lse) =
-                attention::attention(a(0)?, a(1)?, a(2)?, mask, &ops, *scale, tiles, &shape)?;
+                attention::attention(a(0)?, a(1)?, a(2)?, (mask, &ops), *scale, tiles, &shape)?;
             return Ok(Val::Tuple(vec![out, lse]));
         }
     };

@@ -551,13 +551,13 @@ fn mask_operands(op: &Op, mask: &super::mask::Mask, inputs: &[&Type]) -> R<()> {
     let reads = mask.operands();
     let n = reads.last().map_or(3, |(j, _)| j + 1);
     arity(op, inputs, n)?;
-    for j in 3..n {
+    for (j, x) in inputs.iter().enumerate().skip(3) {
         let at: Vec<usize> = reads
             .iter()
             .filter(|(i, _)| *i == j)
             .map(|(_, r)| *r)
             .collect();
-        let x = tensor(inputs[j], &format!("operand {}", j + 1))?;
+        let x = tensor(x, &format!("operand {}", j + 1))?;
         let [rank] = at[..] else {
             return Err(format!(
                 "`{}` operand {j} must be read by the mask with one rank, found reads of ranks {at:?}",
