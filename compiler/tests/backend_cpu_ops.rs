@@ -179,6 +179,33 @@ fn attention_matches_the_interpreter_with_small_tiles_and_broadcast_batch() {
     }
 }
 
+/// A mask that reads operands (`operand(J, [...])`): a bool block table per head that ends
+/// before T (reads past it are 0, so rows t ≥ 32 see only the scalar's key) and an i32
+/// scalar, as BigBird's fused attention reads its random-block table and block count.
+#[test]
+fn attention_reading_operands_matches_the_interpreter() {
+    let mask = "or(ne(operand(3, [b1, div(t, 4), div(s, 4)]), 0), eq(s, rem(operand(4, []), 5)))";
+    let ir = format!(
+        "graph(B, T) {{
+  %0 = input \"q\" : f32[B, 2, T, 3]
+  %1 = input \"k\" : f32[B, 1, T, 3]
+  %2 = input \"v\" : f32[B, 1, T, 5]
+  %3 = input \"blocks\" : bool[2, 8, 8]
+  %4 = input \"n\" : i32[]
+  %5 = attention(%0, %1, %2, %3, %4) mask=\"{mask}\" scale=0.5 tile_q=4 tile_k=3 : f32[B, 2, T, 5]
+  %6 = attention_lse(%0, %1, %2, %3, %4) mask=\"{mask}\" scale=0.5 tile_q=4 tile_k=3 : (f32[B, 2, T, 5], f32[B, 2, T, 1])
+  %7 = extract(%6) index=1 : f32[B, 2, T, 1]
+  output \"y\" = %5
+  output \"lse\" = %7
+}}
+"
+    );
+    for t in [1, 13, 37] {
+        let e = max_rel_err_t(&ir, t);
+        assert!(e < 1e-4, "T = {t}: {e:.3e}");
+    }
+}
+
 /// The tiled online-softmax kernel (64 × 64 tiles, `kernel/flash.rs`) over several query and
 /// key tiles: T = 150 is not a multiple of the tile, the window leaves whole tiles hidden
 /// (skipped), a large scale makes the running maximum jump between tiles (rescaling), the

@@ -599,6 +599,12 @@ fn softmax_attention_is_fused_with_its_mask() {
             "softmax(where(causal_mask(T) && ((iota([T, T], 1) < 2) || (iota([T, T], 0) - iota([T, T], 1) < 3)), einsum(\"bhsd,bhtd->bhts\", k, q) * 0.25, -inf)) @ v",
             "and(le(s, t), or(lt(s, 2), lt(sub(t, s), 3)))",
         ),
+        // Static global tokens (the first 2 positions attend and are attended everywhere)
+        // on a two-sided band (Longformer with a fixed global set).
+        (
+            "softmax(where((abs(iota([T, T], 0) - iota([T, T], 1)) <= 2) || (iota([T, T], 1) < 2) || (iota([T, T], 0) < 2), einsum(\"bhtd,bhsd->bhts\", q, k), -inf)) @ v",
+            "or(or(le(maximum(sub(t, s), sub(0, sub(t, s))), 2), lt(s, 2)), lt(t, 2))",
+        ),
         // A pattern per head (head h also sees h keys ahead).
         (
             "masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), iota([2, T, T], 2) <= iota([2, T, T], 1) + iota([2, T, T], 0)) @ v",
@@ -619,6 +625,37 @@ fn softmax_attention_is_fused_with_its_mask() {
         let o = fuses(&format!("{QKV} output y = {expr};"));
         assert_eq!(mask_of(&o), mask, "{expr}");
     }
+}
+
+/// The fused node's scale.
+fn scale_of(g: &Graph) -> f64 {
+    g.nodes
+        .iter()
+        .find_map(|n| match &n.op {
+            Op::Attention { scale, .. } => Some(*scale),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_division_of_the_scores_is_the_scale() {
+    // `x / sqrt(D)` and `x / c`: the scale is 1 / c; a zero divisor is not a scale.
+    for (expr, scale) in [
+        ("einsum(\"bhtd,bhsd->bhts\", q, k) / sqrt(4.0)", 0.5),
+        ("einsum(\"bhtd,bhsd->bhts\", q, k) / 8.0", 0.125),
+    ] {
+        let o = fuses(&format!(
+            "{QKV} output y = masked_softmax({expr}, causal_mask(T)) @ v;"
+        ));
+        assert_eq!(scale_of(&o), scale, "{expr}");
+        assert_eq!(count_ops(&o, "div"), 0, "{o}");
+    }
+    let g = load(&format!(
+        "{QKV} output y = softmax(einsum(\"bhtd,bhsd->bhts\", q, k) / 0.0) @ v;"
+    ));
+    let (o, _) = optimize_at(&g, &at(&[("B", 2), ("T", 64)]));
+    assert_eq!(count_ops(&o, "attention"), 0, "{o}");
 }
 
 #[test]
@@ -695,6 +732,35 @@ fn partial_attentions_merged_by_lse_are_fused() {
     }
 }
 
+/// BigBird (ir-specs/bigbird.seq): window, global blocks and seeded random blocks fused into
+/// one attention whose mask reads the random-block table and the block count, which the
+/// graph computes from T and the seed, as operands; equal to the original at T = 1, primes
+/// and lengths that are not multiples of the block (2), with several tile sizes (at T ≥ 9
+/// there are random blocks).
+#[test]
+fn bigbird_random_blocks_are_fused() {
+    let g = frontend::load_file(&root().join("ir-specs/bigbird.seq")).unwrap();
+    let (o, report) = optimize_at(&g, &at(&[("B", 1), ("T", 4096)]));
+    assert!(fired(&report).contains_key("softmax-attention"), "{o}");
+    assert_eq!(count_ops(&o, "attention"), 1, "{o}");
+    assert_eq!(count_ops_deep(&o, "exp"), 0, "{o}");
+    let mask = mask_of(&o);
+    assert!(
+        mask.contains("operand(4, [b1, div(t, 2), div(s, 2)])"),
+        "{mask}"
+    );
+    let (small, tiny) = (retile(&o, 4, 3), retile(&o, 1, 2));
+    for t in [1, 2, 3, 5, 7, 9, 13, 16, 17, 37] {
+        let d = at(&[("B", 2), ("T", t)]);
+        let graphs = [
+            ("optimised", &o),
+            ("tiles 4 × 3", &small),
+            ("tiles 1 × 2", &tiny),
+        ];
+        assert!(same_outputs(&g, &graphs, &d).unwrap(), "T = {t}\n{o}");
+    }
+}
+
 /// Masks, layouts and lengths the rules must leave alone.
 #[test]
 fn unstructured_masks_are_not_fused() {
@@ -704,6 +770,12 @@ fn unstructured_masks_are_not_fused() {
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          input m: bool[T, T];
          output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), m) @ v;",
+        // A block table given as an input, read through `take` (only values that depend on
+        // no input become operands).
+        "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
+         input tb: bool[T, T];
+         let blk = iota([T], 0) / 2;
+         output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), take(take(tb, blk, axis = 0), blk, axis = 1)) @ v;",
         // A table per head given as an input.
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          input dil: i32[2, 1, 1];

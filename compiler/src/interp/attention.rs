@@ -6,7 +6,7 @@
 //! are rescaled by e^(m_old − m_new) whenever the max grows. Semantics: ir/op.rs.
 
 use super::value::{Data, Tensor, numel, round_f, strides};
-use crate::ir::mask::{Mask, Tile};
+use crate::ir::mask::{Mask, MaskOperand, Tile};
 
 /// The most score evaluations one attention may take (2^40), so that absurd sizes fail fast.
 const MAX_WORK: usize = 1 << 40;
@@ -37,13 +37,36 @@ fn batch_offsets(out_batch: &[usize], batch: &[usize], st: &[usize]) -> Vec<usiz
     offs
 }
 
-/// Evaluates `attention(q, k, v)`; `out_shape` is the result's evaluated shape. Returns the
-/// result and the rows' log-sum-exp ([..., T, 1], −∞ for a row with no visible key).
+/// The values of the operands a mask reads (after q, k, v), as i32.
+pub(crate) fn mask_operands(xs: &[&Tensor]) -> Result<Vec<MaskOperand>, String> {
+    xs.iter()
+        .map(|x| {
+            let values = match &x.data {
+                Data::I(v) => v.clone(),
+                Data::B(v) => v.iter().map(|&b| i64::from(b)).collect(),
+                Data::F(_) => {
+                    return Err(format!(
+                        "internal: an attention mask operand must be i32 or bool, found {}",
+                        x.describe()
+                    ));
+                }
+            };
+            Ok(MaskOperand {
+                shape: x.shape.clone(),
+                values,
+            })
+        })
+        .collect()
+}
+
+/// Evaluates `attention(q, k, v)` (its mask reading `ops`, the values of the operands after
+/// v); `out_shape` is the result's evaluated shape. Returns the result and the rows'
+/// log-sum-exp ([..., T, 1], −∞ for a row with no visible key).
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    mask: &Mask,
+    (mask, ops): (&Mask, &[MaskOperand]),
     scale: f64,
     (tile_q, tile_k): (usize, usize),
     out_shape: &[usize],
@@ -104,8 +127,12 @@ pub(crate) fn attention(
             acc.fill(0.0);
             for s0 in (0..s_len).step_by(tile_k) {
                 let s1 = (s0 + tile_k).min(s_len);
-                let tile =
-                    mask.classify_at((t0 as i64, t1 as i64), (s0 as i64, s1 as i64), &branges);
+                let tile = mask.classify_in(
+                    (t0 as i64, t1 as i64),
+                    (s0 as i64, s1 as i64),
+                    &branges,
+                    ops,
+                );
                 if tile == Tile::Skip {
                     continue;
                 }
@@ -115,7 +142,7 @@ pub(crate) fn attention(
                     let mut tile_max = f64::NEG_INFINITY;
                     for s in s0..s1 {
                         let visible =
-                            tile == Tile::Full || mask.holds_at(t as i64, s as i64, &bidx);
+                            tile == Tile::Full || mask.holds_in(t as i64, s as i64, &bidx, ops);
                         x[s - s0] = if visible {
                             let krow = &ks[ko[b] + s * sk[rk - 2]..][..d];
                             let dot: f64 = qrow.iter().zip(krow).map(|(a, c)| a * c).sum();

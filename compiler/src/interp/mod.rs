@@ -435,7 +435,9 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
         } => {
             let tiles = (*tile_q, *tile_k);
             let shape = expect.tensor()?.1;
-            attention::attention(a(0)?, a(1)?, a(2)?, mask, *scale, tiles, shape)?.0
+            let extra = (3..args.len()).map(a).collect::<Result<Vec<_>, _>>()?;
+            let ops = attention::mask_operands(&extra)?;
+            attention::attention(a(0)?, a(1)?, a(2)?, (mask, &ops), *scale, tiles, shape)?.0
         }
         Op::AttentionLse {
             mask,
@@ -452,8 +454,10 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
                 }
             };
             let tiles = (*tile_q, *tile_k);
+            let extra = (3..args.len()).map(a).collect::<Result<Vec<_>, _>>()?;
+            let ops = attention::mask_operands(&extra)?;
             let (out, lse) =
-                attention::attention(a(0)?, a(1)?, a(2)?, mask, *scale, tiles, &shape)?;
+                attention::attention(a(0)?, a(1)?, a(2)?, (mask, &ops), *scale, tiles, &shape)?;
             return Ok(Val::Tuple(vec![out, lse]));
         }
     };

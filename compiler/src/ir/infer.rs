@@ -525,7 +525,7 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
             tile_q,
             tile_k,
         } => {
-            arity(op, inputs, 3)?;
+            mask_operands(op, mask, inputs)?;
             infer_attention(mask, *scale, *tile_q, *tile_k, [t(0)?, t(1)?, t(2)?])?
         }
         Op::AttentionLse {
@@ -534,7 +534,7 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
             tile_q,
             tile_k,
         } => {
-            arity(op, inputs, 3)?;
+            mask_operands(op, mask, inputs)?;
             let out = infer_attention(mask, *scale, *tile_q, *tile_k, [t(0)?, t(1)?, t(2)?])?;
             let mut lse = out.clone();
             let r = lse.rank();
@@ -543,6 +543,35 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
         }
     };
     Ok(Type::Tensor(out))
+}
+
+/// An attention's operands: q, k, v and then exactly the operands its mask reads
+/// (`operand(J, [...])`, J = 3, 4, …), each i32 or bool of the rank the mask reads.
+fn mask_operands(op: &Op, mask: &super::mask::Mask, inputs: &[&Type]) -> R<()> {
+    let reads = mask.operands();
+    let n = reads.last().map_or(3, |(j, _)| j + 1);
+    arity(op, inputs, n)?;
+    for (j, x) in inputs.iter().enumerate().skip(3) {
+        let at: Vec<usize> = reads
+            .iter()
+            .filter(|(i, _)| *i == j)
+            .map(|(_, r)| *r)
+            .collect();
+        let x = tensor(x, &format!("operand {}", j + 1))?;
+        let [rank] = at[..] else {
+            return Err(format!(
+                "`{}` operand {j} must be read by the mask with one rank, found reads of ranks {at:?}",
+                op.name()
+            ));
+        };
+        if x.rank() != rank || !matches!(x.dtype, DType::I32 | DType::Bool) {
+            return Err(format!(
+                "`{}` operand {j} must be an i32 or bool tensor of rank {rank} (the mask reads it so), found {x}",
+                op.name()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `attention(q: [..., T, D], k: [..., S, D], v: [..., S, E])` → [..., T, E], batch dims

@@ -1,6 +1,7 @@
 //! Symbolic attention masks: a small predicate language over the query index `t`, the key
 //! index `s` and the indices `b0`, `b1`, … along the result's batch axes (i32 values, integer constants, + − × floor-division and remainder by non-zero
-//! constants, min/max, comparisons, and/or/not), its text form, its exact evaluation and a
+//! constants, min/max, comparisons, and/or/not, and reads of the attention's extra operands
+//! (a block table computed by the graph)), its text form, its exact evaluation and a
 //! sound tile classifier used by the fused `attention` operator (ir/op.rs).
 //!
 //! Evaluation follows the interpreter's i32 semantics node by node: every integer result
@@ -24,6 +25,12 @@ pub enum Mask {
     /// `values[bJ]`: a constant i32 per index of batch axis J (e.g. a dilation per head);
     /// written `table(bJ, [v₀, v₁, …])`. An index past the end reads 0.
     Table(usize, Vec<i64>),
+    /// `operand(J, [i₀, i₁, …])`: element (i₀, i₁, …) of the attention's operand J (J ≥ 3:
+    /// after q, k and v), an i32 or bool tensor of that rank computed by the graph (e.g.
+    /// BigBird's seeded random-block table), read as i32 (false = 0, true = 1); an index
+    /// outside the operand reads 0. Its values are known only at run time: evaluation and
+    /// classification take them as [`MaskOperand`]s (without them the read is unknown).
+    Operand(usize, Vec<Mask>),
     /// An i32 constant.
     Int(i64),
     Bool(bool),
@@ -59,6 +66,84 @@ pub enum Tile {
 
 /// Nesting limit of the text form and of recognised expressions.
 pub const MAX_DEPTH: usize = 64;
+
+/// The first operand number a mask may read (0, 1, 2 are q, k, v).
+pub const FIRST_OPERAND: usize = 3;
+
+/// Most indices of an operand read (its rank).
+pub const MAX_OPERAND_RANK: usize = 8;
+
+/// Most entries of an operand that classifying one tile looks at; a tile whose reads span
+/// more is "mixed".
+const MAX_BOX: i128 = 1 << 16;
+
+/// The run-time value of an operand a mask reads: its shape and its values, row-major, as
+/// i32 (false = 0, true = 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaskOperand {
+    pub shape: Vec<usize>,
+    pub values: Vec<i64>,
+}
+
+impl MaskOperand {
+    /// The value at `idx` (0 outside the operand or for an index of the wrong rank).
+    fn get(&self, idx: &[i64]) -> i64 {
+        if idx.len() != self.shape.len() {
+            return 0;
+        }
+        let mut flat = 0usize;
+        for (&i, &n) in idx.iter().zip(&self.shape) {
+            match usize::try_from(i) {
+                Ok(i) if i < n => flat = flat * n + i,
+                _ => return 0,
+            }
+        }
+        self.values.get(flat).copied().unwrap_or(0)
+    }
+
+    /// The (min, max) of the values over the index box `b` (inclusive bounds per axis), 0
+    /// included when the box leaves the operand; `None` when the box is too large to scan.
+    fn range(&self, b: &[(i128, i128)]) -> Option<(i128, i128)> {
+        if b.len() != self.shape.len() {
+            return Some((0, 0));
+        }
+        let mut outside = false;
+        let mut clipped = Vec::with_capacity(b.len());
+        let mut volume: i128 = 1;
+        for (&(lo, hi), &n) in b.iter().zip(&self.shape) {
+            let (l, h) = (lo.max(0), hi.min(n as i128 - 1));
+            outside |= lo < 0 || hi > n as i128 - 1;
+            if l > h {
+                return Some((0, 0));
+            }
+            volume = volume.saturating_mul(h - l + 1);
+            if volume > MAX_BOX {
+                return None;
+            }
+            clipped.push((l, h));
+        }
+        let (mut lo, mut hi) = if outside {
+            (0, 0)
+        } else {
+            (i128::MAX, i128::MIN)
+        };
+        let mut idx: Vec<i128> = clipped.iter().map(|c| c.0).collect();
+        'all: loop {
+            let ix: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+            let v = self.get(&ix) as i128;
+            (lo, hi) = (lo.min(v), hi.max(v));
+            for a in (0..idx.len()).rev() {
+                idx[a] += 1;
+                if idx[a] <= clipped[a].1 {
+                    continue 'all;
+                }
+                idx[a] = clipped[a].0;
+            }
+            break;
+        }
+        Some((lo, hi))
+    }
+}
 
 const ARITH: [BinaryOp; 7] = [
     BinaryOp::Add,
@@ -119,6 +204,25 @@ impl Mask {
                 }
                 if let Some(v) = vs.iter().find(|v| i32::try_from(**v).is_err()) {
                     return Err(format!("table value {v} is outside the i32 range"));
+                }
+                Ok(Kind::Int)
+            }
+            Mask::Operand(j, idx) => {
+                if *j < FIRST_OPERAND {
+                    return Err(format!(
+                        "`operand` reads operand {j}, but operands 0, 1, 2 are q, k, v"
+                    ));
+                }
+                if idx.len() > MAX_OPERAND_RANK {
+                    return Err(format!(
+                        "`operand` takes at most {MAX_OPERAND_RANK} indices, found {}",
+                        idx.len()
+                    ));
+                }
+                for x in idx {
+                    if x.kind_at(depth + 1)? != Kind::Int {
+                        return Err(format!("`operand` index `{x}` is not an integer"));
+                    }
                 }
                 Ok(Kind::Int)
             }
@@ -200,6 +304,7 @@ impl Mask {
     pub fn tables(&self) -> Vec<(usize, usize)> {
         match self {
             Mask::Table(j, vs) => vec![(*j, vs.len())],
+            Mask::Operand(_, idx) => idx.iter().flat_map(Mask::tables).collect(),
             Mask::Not(x) => x.tables(),
             Mask::Bin(_, a, b) => {
                 let mut v = a.tables();
@@ -210,9 +315,35 @@ impl Mask {
         }
     }
 
+    /// The (operand number, rank) of every operand read, sorted, without repeats.
+    pub fn operands(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        self.collect_operands(&mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn collect_operands(&self, out: &mut Vec<(usize, usize)>) {
+        match self {
+            Mask::Operand(j, idx) => {
+                out.push((*j, idx.len()));
+                idx.iter().for_each(|x| x.collect_operands(out));
+            }
+            Mask::Not(x) => x.collect_operands(out),
+            Mask::Bin(_, a, b) => {
+                a.collect_operands(out);
+                b.collect_operands(out);
+            }
+            Mask::Q | Mask::K | Mask::Batch(_) | Mask::Table(..) | Mask::Int(_) | Mask::Bool(_) => {
+            }
+        }
+    }
+
     fn collect_axes(&self, out: &mut Vec<usize>) {
         match self {
             Mask::Batch(j) | Mask::Table(j, _) => out.push(*j),
+            Mask::Operand(_, idx) => idx.iter().for_each(|x| x.collect_axes(out)),
             Mask::Not(x) => x.collect_axes(out),
             Mask::Bin(_, a, b) => {
                 a.collect_axes(out);
@@ -231,6 +362,12 @@ impl Mask {
     /// with the interpreter's i32 semantics. The expression must pass [`Mask::kind`]
     /// (otherwise the result is unspecified but no panic occurs).
     pub fn eval_at(&self, t: i64, s: i64, batch: &[i64]) -> MaskVal {
+        self.eval_in(t, s, batch, &[])
+    }
+
+    /// As [`Mask::eval_at`], with the values of the operands it reads (`ops[i]` is operand
+    /// `FIRST_OPERAND + i`; a read of a missing operand gives 0).
+    pub fn eval_in(&self, t: i64, s: i64, batch: &[i64], ops: &[MaskOperand]) -> MaskVal {
         use MaskVal::{B, I};
         match self {
             Mask::Q => I(wrap(t)),
@@ -246,13 +383,25 @@ impl Mask {
                         .unwrap_or(0),
                 ))
             }
+            Mask::Operand(j, idx) => {
+                let ix: Vec<i64> = idx
+                    .iter()
+                    .map(|x| match x.eval_in(t, s, batch, ops) {
+                        I(v) => v,
+                        B(_) => -1,
+                    })
+                    .collect();
+                let op = j.checked_sub(FIRST_OPERAND).and_then(|i| ops.get(i));
+                I(wrap(op.map_or(0, |o| o.get(&ix))))
+            }
             Mask::Int(c) => I(wrap(*c)),
             Mask::Bool(b) => B(*b),
-            Mask::Not(x) => match x.eval_at(t, s, batch) {
+            Mask::Not(x) => match x.eval_in(t, s, batch, ops) {
                 B(b) => B(!b),
                 I(_) => B(false),
             },
-            Mask::Bin(op, a, b) => match (a.eval_at(t, s, batch), b.eval_at(t, s, batch)) {
+            Mask::Bin(op, a, b) => match (a.eval_in(t, s, batch, ops), b.eval_in(t, s, batch, ops))
+            {
                 (I(x), I(y)) => match op {
                     BinaryOp::Add => I(wrap(x.wrapping_add(y))),
                     BinaryOp::Sub => I(wrap(x.wrapping_sub(y))),
@@ -288,7 +437,12 @@ impl Mask {
 
     /// The predicate's value at (t, s) and batch index `batch`.
     pub fn holds_at(&self, t: i64, s: i64, batch: &[i64]) -> bool {
-        matches!(self.eval_at(t, s, batch), MaskVal::B(true))
+        self.holds_in(t, s, batch, &[])
+    }
+
+    /// The predicate's value at (t, s), batch index `batch`, operands `ops`.
+    pub fn holds_in(&self, t: i64, s: i64, batch: &[i64], ops: &[MaskOperand]) -> bool {
+        matches!(self.eval_in(t, s, batch, ops), MaskVal::B(true))
     }
 
     /// Classifies the tile [t0, t1) × [s0, s1) at batch index 0 (see [`Mask::classify_at`]).
@@ -300,6 +454,19 @@ impl Mask {
     /// `batch` (an axis it lacks is index 0) soundly: `Skip` only if every entry is false,
     /// `Full` only if every entry is true.
     pub fn classify_at(&self, t: (i64, i64), s: (i64, i64), batch: &[(i64, i64)]) -> Tile {
+        self.classify_in(t, s, batch, &[])
+    }
+
+    /// As [`Mask::classify_at`], with the values of the operands the mask reads (an operand
+    /// read is unknown without them, and scanned over the index box its indices span with
+    /// them).
+    pub fn classify_in(
+        &self,
+        t: (i64, i64),
+        s: (i64, i64),
+        batch: &[(i64, i64)],
+        ops: &[MaskOperand],
+    ) -> Tile {
         if t.0 >= t.1 || s.0 >= s.1 || batch.iter().any(|b| b.0 >= b.1) {
             return Tile::Skip;
         }
@@ -309,7 +476,7 @@ impl Mask {
             .iter()
             .map(|b| (b.0 as i128, b.1 as i128 - 1))
             .collect();
-        match self.range(q, k, &b) {
+        match self.range(q, k, &b, ops) {
             Range::B(Some(true)) => Tile::Full,
             Range::B(Some(false)) => Tile::Skip,
             _ => Tile::Mixed,
@@ -318,7 +485,13 @@ impl Mask {
 
     /// Interval evaluation: integer bounds (inclusive) or a known truth value; `None` when
     /// unknown.
-    fn range(&self, t: (i128, i128), s: (i128, i128), batch: &[(i128, i128)]) -> Range {
+    fn range(
+        &self,
+        t: (i128, i128),
+        s: (i128, i128),
+        batch: &[(i128, i128)],
+        ops: &[MaskOperand],
+    ) -> Range {
         let fit = |lo: i128, hi: i128| -> Range {
             let ok = lo >= i32::MIN as i128 && hi <= i32::MAX as i128;
             Range::I(ok.then_some((lo, hi)))
@@ -345,14 +518,30 @@ impl Mask {
                     _ => Range::I(None),
                 }
             }
+            Mask::Operand(j, idx) => {
+                let Some(op) = j.checked_sub(FIRST_OPERAND).and_then(|i| ops.get(i)) else {
+                    return Range::I(None);
+                };
+                let mut bx = Vec::with_capacity(idx.len());
+                for x in idx {
+                    match x.range(t, s, batch, ops) {
+                        Range::I(Some(r)) => bx.push(r),
+                        _ => return Range::I(None),
+                    }
+                }
+                match op.range(&bx) {
+                    Some((lo, hi)) => fit(lo, hi),
+                    None => Range::I(None),
+                }
+            }
             Mask::Int(c) => fit(*c as i128, *c as i128),
             Mask::Bool(b) => Range::B(Some(*b)),
-            Mask::Not(x) => match x.range(t, s, batch) {
+            Mask::Not(x) => match x.range(t, s, batch, ops) {
                 Range::B(b) => Range::B(b.map(|b| !b)),
                 Range::I(_) => Range::B(None),
             },
             Mask::Bin(op, a, b) => {
-                let (ra, rb) = (a.range(t, s, batch), b.range(t, s, batch));
+                let (ra, rb) = (a.range(t, s, batch, ops), b.range(t, s, batch, ops));
                 match (ra, rb) {
                     (Range::I(x), Range::I(y)) => {
                         let (Some((a0, a1)), Some((b0, b1))) = (x, y) else {

@@ -256,7 +256,10 @@ pub enum Op {
     /// schedule and change no value: the interpreter runs the online-softmax tiled algorithm
     /// (per tile of `tile_q` queries, over tiles of `tile_k` keys with a running max and sum
     /// rescaled as the max grows), skips tiles where the mask is all false and evaluates it
-    /// only in tiles where it is not all true (`Mask::classify`).
+    /// only in tiles where it is not all true (`Mask::classify`). Inputs after v, if any, are
+    /// the i32 or bool tensors the mask reads with `operand(3, [...])`, `operand(4, [...])`,
+    /// … (e.g. BigBird's random-block table, computed by the graph): exactly those, in order;
+    /// the tiles are then classified from their values at run time.
     Attention {
         mask: Mask,
         scale: f64,

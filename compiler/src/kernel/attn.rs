@@ -34,14 +34,20 @@ impl Lowerer<'_> {
         scale: f64,
         lse: bool,
     ) -> Result<Loop, KernelError> {
-        if !lse && let Some(l) = self.flash(id, out, src, mask, scale)? {
+        // A mask reading operands (a block table) takes the direct nest (`flash.rs` does not
+        // read them).
+        let reads = !mask.operands().is_empty();
+        if !lse
+            && !reads
+            && let Some(l) = self.flash(id, out, src, mask, scale)?
+        {
             return Ok(l);
         }
         let ins = self.g.node(src).inputs.clone();
         let ty = self.ty(id);
         let shape = self.shapes[id.index()].clone();
         let r = shape.len();
-        if !ty.is_float() || r < 2 || ins.len() != 3 {
+        if !ty.is_float() || r < 2 || ins.len() < 3 {
             return Err(self.invalid(
                 id,
                 "expects float q: [..., T, D], k: [..., S, D], v: [..., S, E]",
@@ -62,7 +68,8 @@ impl Lowerer<'_> {
         let lead = idx[..r - 2].to_vec();
         let t = idx[r - 2].clone();
         let e = idx[r - 1].clone();
-        let visible = mask_expr(mask, &t, &var(s), &lead)
+        let mut load = |j: usize, idx: Vec<Expr>| self.mask_operand(&ins, j, idx);
+        let visible = mask_expr_with(mask, &t, &var(s), &lead, &mut load)
             .map_err(|m| self.invalid(id, &format!("mask: {m}")))?;
         let operand = |l: &mut Self, k: usize, a: Expr, b: Expr| {
             let mut full = lead.clone();
@@ -194,16 +201,89 @@ impl Lowerer<'_> {
     }
 }
 
+impl Lowerer<'_> {
+    /// Operand `j` of an attention with inputs `ins` at the i32 indices `idx`, as i32; 0
+    /// outside it (the mask language's `operand(j, [...])`).
+    fn mask_operand(&mut self, ins: &[NodeId], j: usize, idx: Vec<Expr>) -> Result<Expr, String> {
+        let x = *ins
+            .get(j)
+            .ok_or_else(|| format!("internal: reads operand {j}, which the node does not have"))?;
+        let dims = self.shapes[x.index()].clone();
+        if dims.len() != idx.len() {
+            return Err(format!(
+                "internal: reads operand {j} with {} indices, but it has rank {}",
+                idx.len(),
+                dims.len()
+            ));
+        }
+        let wide: Vec<Expr> = idx
+            .into_iter()
+            .map(|i| Expr::Cast {
+                from: Ty::I32,
+                to: Ty::I64,
+                x: Box::new(i),
+            })
+            .collect();
+        let mut inside = Expr::Bool(true);
+        for (i, n) in wide.iter().zip(&dims) {
+            let ok = wbin(
+                BinaryOp::And,
+                Ty::Bool,
+                wbin(BinaryOp::Ge, Ty::I64, i.clone(), int(0)),
+                wbin(BinaryOp::Lt, Ty::I64, i.clone(), n.clone()),
+            );
+            inside = wbin(BinaryOp::And, Ty::Bool, inside, ok);
+        }
+        let from = self.ty(x);
+        let v = self.access(x, &wide).map_err(|e| e.to_string())?;
+        Ok(Expr::Select {
+            cond: Box::new(inside),
+            a: Box::new(Expr::Cast {
+                from,
+                to: Ty::I32,
+                x: Box::new(v),
+            }),
+            b: Box::new(Expr::Int(0, Ty::I32)),
+        })
+    }
+}
+
+/// A mask's `operand(j, [...])` reads: operand j at the given i32 indices, as i32.
+type OperandLoad<'a> = dyn FnMut(usize, Vec<Expr>) -> Result<Expr, String> + 'a;
+
 /// The mask as a bool kernel expression at query `t`, key `s` and batch index `batch`,
-/// with the interpreter's i32 semantics (kernel i32 arithmetic wraps like the mask's).
+/// with the interpreter's i32 semantics (kernel i32 arithmetic wraps like the mask's); a
+/// mask that reads operands is refused (see [`mask_expr_with`]).
 pub(super) fn mask_expr(mask: &Mask, t: &Expr, s: &Expr, batch: &[Expr]) -> Result<Expr, String> {
+    let mut none = |j: usize, _: Vec<Expr>| -> Result<Expr, String> {
+        Err(format!(
+            "internal: reads operand {j}, which this lowering does not take"
+        ))
+    };
+    mask_expr_with(mask, t, s, batch, &mut none)
+}
+
+/// As [`mask_expr`], with `load` giving the operands' reads.
+pub(super) fn mask_expr_with(
+    mask: &Mask,
+    t: &Expr,
+    s: &Expr,
+    batch: &[Expr],
+    load: &mut OperandLoad<'_>,
+) -> Result<Expr, String> {
     match mask.kind()? {
-        Kind::Bool => Ok(mask_node(mask, t, s, batch)?.0),
+        Kind::Bool => Ok(mask_node(mask, t, s, batch, load)?.0),
         Kind::Int => Err("the mask is an integer expression, expected a predicate".into()),
     }
 }
 
-fn mask_node(m: &Mask, t: &Expr, s: &Expr, batch: &[Expr]) -> Result<(Expr, Kind), String> {
+fn mask_node(
+    m: &Mask,
+    t: &Expr,
+    s: &Expr,
+    batch: &[Expr],
+    load: &mut OperandLoad<'_>,
+) -> Result<(Expr, Kind), String> {
     let i32_of = |x: Expr| Expr::Cast {
         from: Ty::I64,
         to: Ty::I32,
@@ -226,10 +306,17 @@ fn mask_node(m: &Mask, t: &Expr, s: &Expr, batch: &[Expr]) -> Result<(Expr, Kind
             }
             (v, Kind::Int)
         }
+        Mask::Operand(j, idx) => {
+            let mut at = Vec::with_capacity(idx.len());
+            for x in idx {
+                at.push(mask_node(x, t, s, batch, load)?.0);
+            }
+            (load(*j, at)?, Kind::Int)
+        }
         Mask::Int(c) => (Expr::Int(*c as i32 as i64, Ty::I32), Kind::Int),
         Mask::Bool(v) => (Expr::Bool(*v), Kind::Bool),
         Mask::Not(x) => {
-            let (x, _) = mask_node(x, t, s, batch)?;
+            let (x, _) = mask_node(x, t, s, batch, load)?;
             (
                 Expr::Unary {
                     op: UnaryOp::Not,
@@ -240,8 +327,8 @@ fn mask_node(m: &Mask, t: &Expr, s: &Expr, batch: &[Expr]) -> Result<(Expr, Kind
             )
         }
         Mask::Bin(op, x, y) => {
-            let (x, k) = mask_node(x, t, s, batch)?;
-            let (y, _) = mask_node(y, t, s, batch)?;
+            let (x, k) = mask_node(x, t, s, batch, load)?;
+            let (y, _) = mask_node(y, t, s, batch, load)?;
             let ty = match k {
                 Kind::Int => Ty::I32,
                 Kind::Bool => Ty::Bool,

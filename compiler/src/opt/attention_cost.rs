@@ -8,7 +8,11 @@
 //! and per computed tile its `tile_k` keys and values (a backend streams K and V once per
 //! query tile). Grids of more than 2^20 tiles are classified at coarser tiles (a multiple of
 //! the given ones), which can only over-count. A mask that reads batch axes (e.g. a pattern
-//! per head) is classified for every combination of their indices, up to 64 of them.
+//! per head) is classified for every combination of their indices, up to 64 of them. A mask
+//! that reads operands computed by the graph (BigBird's random-block table) is classified
+//! without their values, which are known only at run time: every tile that the rest of the
+//! mask does not rule out counts (an over-count where the table would skip it), and the
+//! operands are read once.
 
 use super::cost::dim_value;
 use crate::ir::mask::{Mask, Tile};
@@ -69,9 +73,16 @@ pub fn attention_cost(
     ins: &[&TensorType],
     dims: &DimBindings,
 ) -> AttentionCost {
-    let [q, k, v] = ins else {
+    let [q, k, v, extra @ ..] = ins else {
         return AttentionCost::default();
     };
+    let extra_bytes: f64 = extra
+        .iter()
+        .map(|t| {
+            let n: f64 = t.shape.iter().map(|x| dim_value(x, dims)).product();
+            n * t.dtype.size_bytes() as f64
+        })
+        .sum();
     let last = |t: &TensorType, i: usize| {
         t.shape
             .len()
@@ -144,7 +155,7 @@ pub fn attention_cost(
     let size = q.dtype.size_bytes() as f64;
     AttentionCost {
         flops: batch * pairs * (2.0 * d + 2.0 * e + 5.0),
-        bytes: size * batch * (t_len * d + t_len * e + key_reads * (d + e)),
+        bytes: size * batch * (t_len * d + t_len * e + key_reads * (d + e)) + extra_bytes,
         pairs,
         tiles,
         grid,

@@ -21,6 +21,8 @@ fn text_round_trips() {
         "eq(rem(b1, 2), sub(3, div(rem(s, 8), 2)))",
         "le(sub(t, s), mul(2, table(b1, [1, 1, 2, -3])))",
         "eq(rem(t, table(b0, [4])), 0)",
+        "ne(operand(3, [b1, div(t, 2), div(s, 2)]), 0)",
+        "lt(t, operand(4, []))",
     ] {
         let m = p(text);
         assert_eq!(m.to_string(), text);
@@ -80,6 +82,19 @@ fn bad_text_is_an_error_naming_what_was_expected() {
             "eq(rem(t, table(b0, [1, 0])), 0)",
             "non-zero integer constant divisor, found `table(b0, [1, 0])`",
         ),
+        (
+            "lt(operand(2, [t]), 1)",
+            "`operand` reads operand 2, but operands 0, 1, 2 are q, k, v",
+        ),
+        (
+            "lt(operand(t, [t]), 1)",
+            "an `operand` is numbered by a non-negative integer, found `t`",
+        ),
+        (
+            "operand(3, [le(s, t)])",
+            "`operand` index `le(s, t)` is not an integer",
+        ),
+        ("lt(operand(3, t), 1)", "expected `[`, found `t), 1)`"),
         (
             "lt(b256, t)",
             "expected a batch axis `b0` … `b255`, found `b256, t)`",
@@ -153,6 +168,43 @@ fn classifies_causal_and_window_tiles_exactly() {
     assert!(per_head.holds_at(0, 5, &[3, 0]) && !per_head.holds_at(0, 5, &[0, 1]));
 }
 
+/// A block table read through `operand`: blocks of 2 positions, table [[1, 0], [0, 1]]
+/// (block-diagonal), T = S = 4.
+#[test]
+fn operand_reads_are_evaluated_and_classified_from_the_values() {
+    let m = p("eq(operand(3, [div(t, 2), div(s, 2)]), 1)");
+    assert_eq!(m.operands(), vec![(3, 2)]);
+    let ops = [MaskOperand {
+        shape: vec![2, 2],
+        values: vec![1, 0, 0, 1],
+    }];
+    for t in 0..4 {
+        for s in 0..4 {
+            assert_eq!(m.holds_in(t, s, &[], &ops), t / 2 == s / 2, "({t}, {s})");
+        }
+    }
+    // Outside the table (t = 4 is block 2) reads 0; without the values nothing holds.
+    assert!(!m.holds_in(4, 4, &[], &ops) && !m.holds(0, 0));
+    assert_eq!(m.classify_in((0, 2), (0, 2), &[], &ops), Tile::Full);
+    assert_eq!(m.classify_in((0, 2), (2, 4), &[], &ops), Tile::Skip);
+    assert_eq!(m.classify_in((0, 4), (0, 2), &[], &ops), Tile::Mixed);
+    assert_eq!(m.classify_in((2, 6), (2, 4), &[], &ops), Tile::Mixed);
+    // Without the values every tile may hold anything.
+    assert_eq!(m.classify((0, 2), (0, 2)), Tile::Mixed);
+    assert_eq!(m.classify((0, 2), (2, 4)), Tile::Mixed);
+    // A scalar operand (e.g. a length computed by the graph).
+    let last = p("eq(t, operand(4, []))");
+    let ops = [
+        ops[0].clone(),
+        MaskOperand {
+            shape: vec![],
+            values: vec![3],
+        },
+    ];
+    assert!(last.holds_in(3, 0, &[], &ops) && !last.holds_in(2, 0, &[], &ops));
+    assert_eq!(last.classify_in((0, 3), (0, 9), &[], &ops), Tile::Skip);
+}
+
 /// Random integer expressions over t and s (depth-limited).
 fn int_expr() -> impl Strategy<Value = Mask> {
     let leaf = prop_oneof![
@@ -162,6 +214,7 @@ fn int_expr() -> impl Strategy<Value = Mask> {
         Just(Mask::Batch(2)),
         (-20i64..20).prop_map(Mask::Int),
         proptest::collection::vec(-9i64..9, 1..5).prop_map(|vs| Mask::Table(0, vs)),
+        Just(Mask::Operand(4, vec![])),
     ];
     leaf.prop_recursive(3, 12, 2, |inner| {
         let divisor = prop_oneof![
@@ -170,6 +223,7 @@ fn int_expr() -> impl Strategy<Value = Mask> {
                 .prop_map(|vs| Mask::Table(0, vs)),
         ];
         prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Mask::Operand(3, vec![a, b])),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| Mask::bin(BinaryOp::Add, a, b)),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| Mask::bin(BinaryOp::Sub, a, b)),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| Mask::bin(BinaryOp::Mul, a, b)),
@@ -215,23 +269,32 @@ proptest! {
         t0 in 0i64..40, tn in 1i64..12,
         s0 in 0i64..40, sn in 1i64..12,
         b0 in 0i64..6, bn in 1i64..4, b2 in 0i64..6,
+        table in proptest::collection::vec(-3i64..4, 30),
+        scalar in -5i64..40,
     ) {
         prop_assert!(m.check().is_ok(), "{m}");
         // Batch axis 0 over a range, axis 1 unread, axis 2 at one index.
         let batch = [(b0, b0 + bn), (0, 3), (b2, b2 + 1)];
-        let tile = m.classify_at((t0, t0 + tn), (s0, s0 + sn), &batch);
-        let mut vals = Vec::new();
-        for t in t0..t0 + tn {
-            for s in s0..s0 + sn {
-                for b in b0..b0 + bn {
-                    vals.push(m.holds_at(t, s, &[b, 0, b2]));
+        // Operand 3 is a [5, 6] table, operand 4 a scalar.
+        let ops = [
+            MaskOperand { shape: vec![5, 6], values: table },
+            MaskOperand { shape: vec![], values: vec![scalar] },
+        ];
+        for ops in [&ops[..], &[]] {
+            let tile = m.classify_in((t0, t0 + tn), (s0, s0 + sn), &batch, ops);
+            let mut vals = Vec::new();
+            for t in t0..t0 + tn {
+                for s in s0..s0 + sn {
+                    for b in b0..b0 + bn {
+                        vals.push(m.holds_in(t, s, &[b, 0, b2], ops));
+                    }
                 }
             }
-        }
-        match tile {
-            Tile::Skip => prop_assert!(vals.iter().all(|v| !v), "{m}: skipped a true entry"),
-            Tile::Full => prop_assert!(vals.iter().all(|v| *v), "{m}: full with a false entry"),
-            Tile::Mixed => {}
+            match tile {
+                Tile::Skip => prop_assert!(vals.iter().all(|v| !v), "{m}: skipped a true entry"),
+                Tile::Full => prop_assert!(vals.iter().all(|v| *v), "{m}: full with a false entry"),
+                Tile::Mixed => {}
+            }
         }
         // The text form round-trips.
         prop_assert_eq!(Mask::parse(&m.to_string()).unwrap(), m);

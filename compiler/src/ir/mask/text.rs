@@ -20,7 +20,7 @@ pub(super) fn parse(text: &str) -> Result<Mask, String> {
 }
 
 /// Prefix form: `t`, `s`, `b0`, `b1`, …, integers, `true`, `false`, `not(x)`, `OP(a, b)` with the IR's
-/// binary operator names.
+/// binary operator names, `table(bJ, [v, …])`, `operand(J, [i, …])`.
 impl fmt::Display for Mask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -30,6 +30,10 @@ impl fmt::Display for Mask {
             Mask::Table(j, vs) => {
                 let vs: Vec<String> = vs.iter().map(|v| v.to_string()).collect();
                 write!(f, "table(b{j}, [{}])", vs.join(", "))
+            }
+            Mask::Operand(j, idx) => {
+                let idx: Vec<String> = idx.iter().map(|x| x.to_string()).collect();
+                write!(f, "operand({j}, [{}])", idx.join(", "))
             }
             Mask::Int(c) => write!(f, "{c}"),
             Mask::Bool(b) => write!(f, "{b}"),
@@ -167,6 +171,31 @@ impl TextParser<'_> {
             }
             self.expect(b')')?;
             return Ok(Mask::Table(j, vs));
+        }
+        if word == "operand" {
+            self.expect(b'(')?;
+            let j = match self.expr(depth + 1)? {
+                Mask::Int(j) if j >= 0 => j as usize,
+                other => {
+                    return Err(format!(
+                        "mask: an `operand` is numbered by a non-negative integer, found `{other}`"
+                    ));
+                }
+            };
+            self.expect(b',')?;
+            self.expect(b'[')?;
+            let mut idx = Vec::new();
+            if !self.eat(b']') {
+                loop {
+                    idx.push(self.expr(depth + 1)?);
+                    if self.eat(b']') {
+                        break;
+                    }
+                    self.expect(b',')?;
+                }
+            }
+            self.expect(b')')?;
+            return Ok(Mask::Operand(j, idx));
         }
         let op = if word == "not" {
             None

@@ -344,9 +344,13 @@ fn rejects_bad_attention_naming_what_is_wrong() {
         ))
     };
     let good = "mask=\"le(s, t)\" scale=0.5 tile_q=64 tile_k=64";
-    // The good form parses.
+    // The good form parses, also with a mask that reads a table operand.
     parse_graph(&format!(
         "{head}  %4 = attention(%0, %1, %2) {good} : f32[2, T, 3]\n}}"
+    ))
+    .unwrap();
+    parse_graph(&format!(
+        "{head}  %4 = attention(%0, %1, %2, %3) mask=\"eq(operand(3, [t, div(s, 4)]), 1)\" scale=0.5 tile_q=64 tile_k=64 : f32[2, T, 3]\n}}"
     ))
     .unwrap();
     let cases = [
@@ -396,6 +400,38 @@ fn rejects_bad_attention_naming_what_is_wrong() {
             "`attention` operands must share one dtype, found f32[2, T, 4], f32[T, 4] and i32[T, 4]",
         ),
         ("%0, %1", good, "`attention` takes 3 operand(s), found 2"),
+        // Operands read by the mask (`operand(J, [...])`): exactly those, i32 or bool, at
+        // the rank the mask reads.
+        (
+            "%0, %1, %2",
+            "mask=\"eq(operand(3, [t]), 1)\" scale=0.5 tile_q=64 tile_k=64",
+            "`attention` takes 4 operand(s), found 3",
+        ),
+        (
+            "%0, %1, %2, %3",
+            good,
+            "`attention` takes 3 operand(s), found 4",
+        ),
+        (
+            "%0, %1, %2, %3",
+            "mask=\"eq(operand(3, [t]), 1)\" scale=0.5 tile_q=64 tile_k=64",
+            "`attention` operand 3 must be an i32 or bool tensor of rank 1 (the mask reads it so), found i32[T, 4]",
+        ),
+        (
+            "%0, %1, %2, %0",
+            "mask=\"eq(operand(3, [b0, t, s]), 1)\" scale=0.5 tile_q=64 tile_k=64",
+            "`attention` operand 3 must be an i32 or bool tensor of rank 3 (the mask reads it so), found f32[2, T, 4]",
+        ),
+        (
+            "%0, %1, %2, %3",
+            "mask=\"and(eq(operand(3, [t]), 1), eq(operand(3, [t, s]), 1))\" scale=0.5 tile_q=64 tile_k=64",
+            "`attention` operand 3 must be read by the mask with one rank, found reads of ranks [1, 2]",
+        ),
+        (
+            "%0, %1, %2, %3, %3",
+            "mask=\"eq(operand(4, [t, s]), 1)\" scale=0.5 tile_q=64 tile_k=64",
+            "`attention` operand 3 must be read by the mask with one rank, found reads of ranks []",
+        ),
     ];
     for (args, attrs, want) in cases {
         let e = att(args, attrs, "f32[2, T, 3]");

@@ -60,3 +60,20 @@ fn masks_per_head_are_counted_per_head() {
     assert_eq!((c.grid, c.tiles), (16.0, 13.0));
     assert_eq!(c.pairs, 13.0 * 4096.0);
 }
+
+#[test]
+fn masks_reading_operands_count_every_tile_the_rest_allows() {
+    // A causal mask and a block table [4, 4] (i32) known only at run time: the cost counts
+    // the 10 causal tiles of T = 256 whatever the table holds, and reads the table once.
+    let (h, tt) = (DimExpr::constant(2), DimExpr::sym("T"));
+    let q = ty(&[h, tt.clone(), DimExpr::constant(8)]);
+    let v = ty(&[DimExpr::constant(1), tt, DimExpr::constant(4)]);
+    let table = TensorType::new(DType::I32, vec![DimExpr::constant(4); 2]);
+    let dims: DimBindings = [("T".to_string(), 256)].into();
+    let mask = Mask::parse("and(le(s, t), ne(operand(3, [div(t, 64), div(s, 64)]), 0))").unwrap();
+    let c = attention_cost(&mask, (64, 64), &[&q, &q, &v, &table], &dims);
+    let causal = cost("le(s, t)", 256, (64, 64));
+    assert_eq!((c.grid, c.tiles, c.pairs), (16.0, 10.0, 10.0 * 4096.0));
+    assert_eq!(c.flops, causal.flops);
+    assert_eq!(c.bytes, causal.bytes + 16.0 * 4.0);
+}

@@ -6,7 +6,7 @@
 //! counts only the computed tiles (opt/attention_cost.rs), so a window mask makes attention
 //! O(T·w) instead of O(T²).
 
-use super::mask::recognise;
+use super::mask::{Recognised, recognise};
 use super::{Arg, DynRule, Outcome, Plan, nodes_named, shape};
 use crate::ir::mask::Mask;
 use crate::ir::{BinaryOp, DimExpr, Literal, Op};
@@ -212,8 +212,12 @@ fn float_const(eg: &EG, class: Id) -> Option<f64> {
 }
 
 /// (scores, mask) pairs with X = select(mask, scores, −inf), plus (X, everywhere true).
-fn masked(eg: &EG, x: Id) -> Vec<(Id, Mask)> {
-    let mut out = vec![(x, Mask::all())];
+fn masked(eg: &EG, x: Id) -> Vec<(Id, Recognised)> {
+    let all = Recognised {
+        mask: Mask::all(),
+        operands: vec![],
+    };
+    let mut out = vec![(x, all)];
     for sel in nodes_named(eg, x, "select") {
         let (c, sc, fill) = (sel.children[0], sel.children[1], sel.children[2]);
         if float_const(eg, fill) != Some(f64::NEG_INFINITY) || eg[sc].data != eg[x].data {
@@ -227,7 +231,8 @@ fn masked(eg: &EG, x: Id) -> Vec<(Id, Mask)> {
     out
 }
 
-/// (score einsum, scale) pairs with `scores` = einsum(Q, K) · scale, or the einsum itself.
+/// (score einsum, scale) pairs with `scores` = einsum(Q, K) · scale, einsum(Q, K) / (1 /
+/// scale), or the einsum itself.
 fn scaled(eg: &EG, scores: Id) -> Vec<(TNode, f64)> {
     let mut out: Vec<(TNode, f64)> = nodes_named(eg, scores, "einsum")
         .into_iter()
@@ -244,6 +249,21 @@ fn scaled(eg: &EG, scores: Id) -> Vec<(TNode, f64)> {
             }
         }
     }
+    // einsum(Q, K) / c, as `x / sqrt(D)` writes the scale: the fused node multiplies by
+    // 1 / c instead, which differs from dividing by c by the rounding of 1 / c.
+    for div in nodes_named(eg, scores, "div") {
+        let (a, c) = (div.children[0], div.children[1]);
+        let scalar = shape(eg, c).is_some_and(|s| s.is_empty());
+        let scale = float_const(eg, c)
+            .filter(|x| scalar && *x != 0.0)
+            .map(|x| 1.0 / x)
+            .filter(|x| x.is_finite());
+        if let Some(scale) = scale {
+            for n in nodes_named(eg, a, "einsum") {
+                out.push((n, scale));
+            }
+        }
+    }
     out.retain(|(n, _)| n.children.len() == 2);
     out
 }
@@ -254,7 +274,7 @@ struct Found<'a> {
     scores: Id,
     qk: &'a TNode,
     scale: f64,
-    mask: Mask,
+    mask: Recognised,
     pv: &'a Spec,
     p_pos: usize,
     v: Id,
@@ -328,7 +348,9 @@ impl Found<'_> {
             d,
         )?;
         let v = arrange(&mut plan, eg, self.v, lv, batch2, s2, e)?;
-        let (mask, scale) = (self.mask.clone(), self.scale);
+        let (mask, scale) = (self.mask.mask.clone(), self.scale);
+        let mut ins = vec![q, k, v];
+        ins.extend(self.mask.operands.iter().map(|c| Arg::Class(*c)));
         let (tile_q, tile_k) = (TILE_Q, TILE_K);
         let mut outcomes = Vec::new();
         let att = match self.lse {
@@ -339,7 +361,7 @@ impl Found<'_> {
                     tile_q,
                     tile_k,
                 },
-                vec![q, k, v],
+                ins,
             ),
             Some((l_cls, dtype)) => {
                 let pair = plan.push(
@@ -349,7 +371,7 @@ impl Found<'_> {
                         tile_q,
                         tile_k,
                     },
-                    vec![q, k, v],
+                    ins,
                 );
                 let mut for_l = plan.clone();
                 for_l.push(Op::Extract { index: 1 }, vec![pair]);

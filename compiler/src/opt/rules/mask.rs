@@ -4,22 +4,146 @@
 //! neg), comparisons, and/or/not, broadcasts and reshapes that only add or drop leading 1s.
 //! Axes are right-aligned as in broadcasting: the last axis is s, the one before it t, the
 //! others the scores' batch axes (a pattern per head reads the head axis); an axis of size 1
-//! contributes index 0. Anything else (a data-dependent mask, a per-head table) is not
-//! recognised, and the attention rule leaves the graph alone.
+//! contributes index 0. `take` along an axis with a 1-D index that is itself recognised
+//! (BigBird's `take(table, iota / BS)`, block → position) substitutes the index into that
+//! axis. A static i32 or bool value that nothing above recognises — one that depends on no
+//! input, i.e. on the dims, constants, seeds and weights only, such as BigBird's seeded
+//! random-block table or a length computed as `sum(ones([T]))` — becomes an operand of the
+//! fused node, read with `operand(J, [...])` at the frame's indices; at most
+//! `MAX_OPERANDS` of them. Anything else (a mask computed from an input) is not recognised,
+//! and the attention rule leaves the graph alone.
 
-use crate::ir::mask::{MAX_DEPTH, Mask};
+use crate::ir::mask::{FIRST_OPERAND, MAX_DEPTH, Mask};
 use crate::ir::{BinaryOp, DimExpr, Literal, Op, UnaryOp};
 use crate::opt::analysis::EG;
 use crate::opt::lang::TNode;
 use egg::Id;
 use seqc_runtime::DType;
+use std::collections::HashMap;
+
+/// Most operands a recognised mask reads.
+const MAX_OPERANDS: usize = 4;
+
+/// Most e-classes the static check visits per recognition.
+const MAX_STATIC_VISITS: usize = 4096;
+
+/// A recognised mask and the e-classes of the operands it reads: `operand(3 + i, …)` reads
+/// `operands[i]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recognised {
+    pub mask: Mask,
+    pub operands: Vec<Id>,
+}
+
+/// Recognition state: the operands found so far, and which e-classes are static.
+struct St {
+    operands: Vec<Id>,
+    statics: HashMap<Id, bool>,
+    visits: usize,
+}
 
 /// The predicate of a bool e-class that broadcasts to scores of rank `rank`, if it is a
 /// structured mask.
-pub fn recognise(eg: &EG, class: Id, rank: usize) -> Option<Mask> {
-    let m = rec(eg, eg.find(class), rank, &mut Vec::new())?;
+pub fn recognise(eg: &EG, class: Id, rank: usize) -> Option<Recognised> {
+    let mut st = St {
+        operands: Vec::new(),
+        statics: HashMap::new(),
+        visits: 0,
+    };
+    let m = rec(eg, eg.find(class), rank, &mut Vec::new(), &mut st)?;
     m.check().ok()?;
-    Some(m)
+    Some(Recognised {
+        mask: m,
+        operands: st.operands,
+    })
+}
+
+/// The frame variable of the axis `from_right` places from the last of a value that
+/// broadcasts to scores of rank `rank`: s, t, then the batch axes.
+fn frame_var(from_right: usize, rank: usize) -> Option<Mask> {
+    match from_right {
+        0 => Some(Mask::K),
+        1 => Some(Mask::Q),
+        j => Some(Mask::Batch(rank.checked_sub(j + 1)?)),
+    }
+}
+
+/// `m` with every occurrence of the variable `var` replaced by `by`.
+fn subst(m: &Mask, var: &Mask, by: &Mask) -> Mask {
+    if m == var {
+        return by.clone();
+    }
+    match m {
+        Mask::Operand(j, idx) => Mask::Operand(*j, idx.iter().map(|x| subst(x, var, by)).collect()),
+        Mask::Not(x) => Mask::Not(Box::new(subst(x, var, by))),
+        Mask::Bin(op, a, b) => Mask::bin(*op, subst(a, var, by), subst(b, var, by)),
+        Mask::Q | Mask::K | Mask::Batch(_) | Mask::Table(..) | Mask::Int(_) | Mask::Bool(_) => {
+            m.clone()
+        }
+    }
+}
+
+/// Whether `class` depends on no input: it holds an e-node that is not an `input` and whose
+/// children are all static (`path`: the classes being checked, which count as not static,
+/// so that a cycle proves nothing).
+fn is_static(eg: &EG, class: Id, st: &mut St, path: &mut Vec<Id>) -> bool {
+    let class = eg.find(class);
+    if let Some(&known) = st.statics.get(&class) {
+        return known;
+    }
+    st.visits += 1;
+    if path.contains(&class) || st.visits > MAX_STATIC_VISITS {
+        return false;
+    }
+    path.push(class);
+    let yes = eg[class].nodes.iter().any(|n| {
+        !matches!(n.op.op(), Op::Input { .. })
+            && n.children.iter().all(|c| is_static(eg, *c, st, path))
+    });
+    path.pop();
+    // A negative answer may be due to the cycle cut: only positive ones are kept.
+    if yes {
+        st.statics.insert(class, true);
+    }
+    yes
+}
+
+/// A static i32 or bool class read as an operand at the frame's indices (index 0 along
+/// its axes of size 1).
+fn operand(
+    eg: &EG,
+    class: Id,
+    ty: &crate::ir::TensorType,
+    rank: usize,
+    st: &mut St,
+) -> Option<Mask> {
+    if !matches!(ty.dtype, DType::I32 | DType::Bool) || !is_static(eg, class, st, &mut Vec::new()) {
+        return None;
+    }
+    let r = ty.rank();
+    let one = DimExpr::constant(1);
+    let idx = (0..r)
+        .map(|a| {
+            if ty.shape[a] == one {
+                Some(Mask::Int(0))
+            } else {
+                frame_var(r - 1 - a, rank)
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let i = match st.operands.iter().position(|c| *c == class) {
+        Some(i) => i,
+        None if st.operands.len() < MAX_OPERANDS => {
+            st.operands.push(class);
+            st.operands.len() - 1
+        }
+        None => return None,
+    };
+    let read = Mask::Operand(FIRST_OPERAND + i, idx);
+    Some(match ty.dtype {
+        DType::Bool => Mask::bin(BinaryOp::Ne, read, Mask::Int(0)),
+        _ => read,
+    })
 }
 
 fn strip_leading_ones(shape: &[DimExpr]) -> &[DimExpr] {
@@ -30,7 +154,7 @@ fn strip_leading_ones(shape: &[DimExpr]) -> &[DimExpr] {
 
 /// The predicate of `class`; `path` holds the e-classes being recognised (the e-graph may
 /// have cycles).
-fn rec(eg: &EG, class: Id, rank: usize, path: &mut Vec<Id>) -> Option<Mask> {
+fn rec(eg: &EG, class: Id, rank: usize, path: &mut Vec<Id>, st: &mut St) -> Option<Mask> {
     let class = eg.find(class);
     if path.len() > MAX_DEPTH || path.contains(&class) {
         return None;
@@ -43,16 +167,24 @@ fn rec(eg: &EG, class: Id, rank: usize, path: &mut Vec<Id>) -> Option<Mask> {
         return Some(t);
     }
     path.push(class);
-    let found = eg[class]
-        .nodes
-        .iter()
-        .find_map(|n| node_pred(eg, n, rank, path).filter(|m| m.kind().is_ok()));
+    let mut found = None;
+    for n in &eg[class].nodes {
+        let mark = st.operands.len();
+        match node_pred(eg, n, rank, path, st).filter(|m| m.kind().is_ok()) {
+            Some(m) => {
+                found = Some(m);
+                break;
+            }
+            // Operands taken by a failed attempt are given back.
+            None => st.operands.truncate(mark),
+        }
+    }
     path.pop();
-    found
+    found.or_else(|| operand(eg, class, ty, rank, st))
 }
 
 /// The predicate of one e-node of a recognisable class.
-fn node_pred(eg: &EG, n: &TNode, rank: usize, path: &mut Vec<Id>) -> Option<Mask> {
+fn node_pred(eg: &EG, n: &TNode, rank: usize, path: &mut Vec<Id>, st: &mut St) -> Option<Mask> {
     let kids = &n.children;
     match n.op.op() {
         Op::Iota { shape, axis } => {
@@ -73,26 +205,39 @@ fn node_pred(eg: &EG, n: &TNode, rank: usize, path: &mut Vec<Id>) -> Option<Mask
             value: Literal::Bool(b),
             dtype: DType::Bool,
         } => Some(Mask::Bool(*b)),
-        Op::Unary(UnaryOp::Not) => rec(eg, kids[0], rank, path).map(|x| Mask::Not(Box::new(x))),
+        Op::Unary(UnaryOp::Not) => rec(eg, kids[0], rank, path, st).map(|x| Mask::Not(Box::new(x))),
         Op::Unary(UnaryOp::Abs) => {
             // |x| = max(x, 0 − x), also for i32::MIN (both wrap to itself).
-            let x = rec(eg, kids[0], rank, path)?;
+            let x = rec(eg, kids[0], rank, path, st)?;
             let neg = Mask::bin(BinaryOp::Sub, Mask::Int(0), x.clone());
             Some(Mask::bin(BinaryOp::Max, x, neg))
         }
         Op::Unary(UnaryOp::Neg) => {
-            rec(eg, kids[0], rank, path).map(|x| Mask::bin(BinaryOp::Sub, Mask::Int(0), x))
+            rec(eg, kids[0], rank, path, st).map(|x| Mask::bin(BinaryOp::Sub, Mask::Int(0), x))
         }
         Op::Binary(op) if *op != BinaryOp::Pow => {
-            let a = rec(eg, kids[0], rank, path)?;
-            let b = rec(eg, kids[1], rank, path)?;
+            let a = rec(eg, kids[0], rank, path, st)?;
+            let b = rec(eg, kids[1], rank, path, st)?;
             Some(Mask::bin(*op, a, b))
         }
-        Op::Broadcast { .. } => rec(eg, kids[0], rank, path),
+        Op::Broadcast { .. } => rec(eg, kids[0], rank, path, st),
+        Op::Take { axis } => {
+            // out[…, i, …] = x[…, idx[i], …]: the index (1-D, recognised in its own frame,
+            // where its axis is the last) is substituted for x's variable of that axis.
+            let x_ty = eg[eg.find(kids[0])].data.tensor()?;
+            let idx_ty = eg[eg.find(kids[1])].data.tensor()?;
+            if idx_ty.rank() != 1 || *axis >= x_ty.rank() {
+                return None;
+            }
+            let var = frame_var(x_ty.rank() - 1 - axis, rank)?;
+            let x = rec(eg, kids[0], rank, path, st)?;
+            let idx = rec(eg, kids[1], 1, path, st)?;
+            Some(subst(&x, &var, &subst(&idx, &Mask::K, &var)))
+        }
         Op::Reshape { shape } => {
             let from = eg[eg.find(kids[0])].data.tensor()?;
             if strip_leading_ones(&from.shape) == strip_leading_ones(shape) {
-                rec(eg, kids[0], rank, path)
+                rec(eg, kids[0], rank, path, st)
             } else {
                 None
             }
