@@ -63,7 +63,11 @@ fn cases() -> Vec<Case> {
             (3.0, 4.0),
         ),
         // elu is expm1 below 0.
-        c(UnaryOp::Elu, |x| if x > 0.0 { x } else { x.exp_m1() }, (2.0, 3.0)),
+        c(
+            UnaryOp::Elu,
+            |x| if x > 0.0 { x } else { x.exp_m1() },
+            (2.0, 3.0),
+        ),
         // gelu and gelu_tanh work in f64 (1 + erf cancels for x < 0): in f32 they are near
         // correctly rounded; the cancellation magnifies the f64 reference's own error, so they
         // are checked for x ≥ −5 in f32 and x ≥ −1 in f64 (see `worst_ulps`).
@@ -137,7 +141,11 @@ fn grid(single: bool) -> Vec<f64> {
         f64::MAX,
         -f64::MAX,
     ];
-    v.extend(special.iter().map(|&x| if single { x as f32 as f64 } else { x }));
+    v.extend(
+        special
+            .iter()
+            .map(|&x| if single { x as f32 as f64 } else { x }),
+    );
     v
 }
 
@@ -190,7 +198,10 @@ fn worst_ulps(c: &Case, xs: &[f64], ys: &[f64], single: bool) -> (f64, f64) {
         // The exact result rounded to the type: its special values must match exactly.
         let w = if single { want as f32 as f64 } else { want };
         if w.is_nan() || y.is_nan() {
-            assert!(w.is_nan() && y.is_nan(), "{name}({x:e}) = {y:e}, want {w:e}");
+            assert!(
+                w.is_nan() && y.is_nan(),
+                "{name}({x:e}) = {y:e}, want {w:e}"
+            );
             continue;
         }
         let max = if single { f32::MAX as f64 } else { f64::MAX };

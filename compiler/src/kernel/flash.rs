@@ -250,8 +250,7 @@ impl Lowerer<'_> {
         let g = self.var();
         let lane_at = |l: i64| s_at(rv.clone(), add(mul(Expr::Var(g), int(LANES)), int(l)));
         let fold = |accs: &[super::Acc], op: BinaryOp, first: Expr| -> Expr {
-            accs.iter()
-                .fold(first, |a, acc| f(op, a, Expr::Acc(*acc)))
+            accs.iter().fold(first, |a, acc| f(op, a, Expr::Acc(*acc)))
         };
         let lanes = |accs: &[super::Acc], op: BinaryOp| {
             serial(

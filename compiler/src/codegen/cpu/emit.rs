@@ -6,7 +6,9 @@
 //! behaviour.
 //!
 //! Registers hold floats as f64, ints as i64 and bools as i1; a value typed f32 (i32) is
-//! rounded (wrapped) after every operation, as the interpreter rounds every node.
+//! rounded (wrapped) after every operation, as the interpreter rounds every node. The
+//! elementary functions (exp, log, tanh, erf, …) are emitted inline by `math.rs` (in f32 for
+//! an f32 value), so that loops using them vectorise; sin, cos and pow still call libm.
 
 use super::CodegenError;
 use crate::ir::{BinaryOp, UnaryOp};
@@ -550,9 +552,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
         let single = ty == Ty::F32;
         let m = super::math::Math::new(self.ctx, self.module, &self.b, single);
         let xin = if single {
-            self.b
-                .build_float_trunc(x, m.ty(), "")
-                .map_err(llvm)?
+            self.b.build_float_trunc(x, m.ty(), "").map_err(llvm)?
         } else {
             x
         };

@@ -7,10 +7,10 @@
 //! The methods: exp and expm1 reduce x = k·ln2 + r with |r| ≤ ln2/2 (ln2 split in two parts
 //! so that k·hi is exact) and sum the Taylor series of e^r (or e^r − 1); log splits off the
 //! binary exponent, keeps the mantissa m in [√½, √2) and sums log m = 2·atanh(s),
-//! s = (m − 1)/(m + 1); log1p corrects the rounding of 1 + x; tanh is expm1(2|x|)/(expm1(2|x|)
-//! + 2) with x's sign; erf sums its odd series below ½ and, on [½, 6), a Taylor expansion
-//! about the middle of the interval of width ½ that holds x (coefficients from the Hermite
-//! polynomials, computed here, read from a constant table).
+//! s = (m − 1)/(m + 1); log1p corrects the rounding of 1 + x; tanh is e/(e + 2) with
+//! e = expm1(2|x|) and x's sign; erf sums its odd series below ½ and, on [½, 6), a Taylor
+//! expansion about the middle of the interval of width ½ that holds x (coefficients from
+//! the Hermite polynomials, computed here, read from a constant table).
 
 use super::CodegenError;
 use crate::ir::UnaryOp;
@@ -343,11 +343,7 @@ impl<'a, 'c> Math<'a, 'c> {
         let m = self.sel(big, self.mul(m, self.c(0.5))?, m)?;
         let ex = self
             .b
-            .build_int_add(
-                ex,
-                self.isel(big, self.ic(1), self.ic(0))?,
-                "",
-            )
+            .build_int_add(ex, self.isel(big, self.ic(1), self.ic(0))?, "")
             .map_err(llvm)?;
         let e = self
             .b
@@ -378,7 +374,11 @@ impl<'a, 'c> Math<'a, 'c> {
         let c = self.div(self.sub(x, self.sub(u, self.c(1.0))?)?, u)?;
         let y = self.add(l, c)?;
         // u = 0, ∞ or negative: log(u) is already the answer (−∞, ∞, NaN).
-        let fin = self.cmp(FloatPredicate::ONE, self.intr("llvm.fabs", &[l])?, self.c(f64::INFINITY))?;
+        let fin = self.cmp(
+            FloatPredicate::ONE,
+            self.intr("llvm.fabs", &[l])?,
+            self.c(f64::INFINITY),
+        )?;
         let y = self.sel(fin, y, l)?;
         self.keep_nan_zero(x, y)
     }
@@ -465,9 +465,7 @@ impl<'a, 'c> Math<'a, 'c> {
     pub fn erf(&self, x: FloatValue<'c>) -> R<FloatValue<'c>> {
         let d = Math::new(self.ctx, self.module, self.b, false);
         let xd = if self.single {
-            self.b
-                .build_float_ext(x, d.t, "")
-                .map_err(llvm)?
+            self.b.build_float_ext(x, d.t, "").map_err(llvm)?
         } else {
             x
         };
@@ -544,11 +542,9 @@ impl<'a, 'c> Math<'a, 'c> {
             .map(|v| self.t.const_float(*v))
             .collect();
         let arr = self.t.const_array(&vals);
-        let g = self.module.add_global(
-            arr.get_type(),
-            Some(AddressSpace::default()),
-            NAME,
-        );
+        let g = self
+            .module
+            .add_global(arr.get_type(), Some(AddressSpace::default()), NAME);
         g.set_initializer(&arr);
         g.set_constant(true);
         g.set_linkage(Linkage::Private);
@@ -623,7 +619,10 @@ pub(super) fn emit_probe<'c>(
     b.position_at_end(body);
     let m = Math::new(ctx, module, &b, single);
     let at_x = super::emit::gep(&b, m.t.into(), xp, i)?;
-    let x = b.build_load(m.t, at_x, "").map_err(llvm)?.into_float_value();
+    let x = b
+        .build_load(m.t, at_x, "")
+        .map_err(llvm)?
+        .into_float_value();
     let y = m
         .unary(op, x)?
         .ok_or_else(|| CodegenError::Unsupported(format!("`{name}` as an inline function")))?;
