@@ -277,3 +277,16 @@ fn f32_functions_are_within_their_ulp_bounds() {
 fn f64_functions_are_within_their_ulp_bounds() {
     check(false);
 }
+
+#[test]
+fn an_operator_without_an_inline_form_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err =
+        seqc::codegen::cpu::math_shared_object(&[UnaryOp::Sin], true, &dir.path().join("math.so"))
+            .expect_err("sin has no inline form");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("seqc_math_sin") && msg.contains("inline function"),
+        "{msg}"
+    );
+}
