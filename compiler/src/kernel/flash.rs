@@ -14,10 +14,14 @@ use super::{BufId, Expr, Gemm, KernelError, Loop, Sched, Stmt, Strided, Ty};
 use crate::ir::mask::Mask;
 use crate::ir::{BinaryOp, DimExpr, NodeId, UnaryOp};
 
-/// Queries per tile (≤ `gemm::BLOCK_M`).
-const TQ: i64 = 64;
-/// Keys per tile (≤ `gemm::BLOCK_N`).
+/// Queries per tile (≤ `gemm::BLOCK_M`; a multiple of the micro-kernels' row counts, so
+/// that full tiles have no edge rows, and large enough that a packed K/V panel serves many
+/// rows).
+const TQ: i64 = 192;
+/// Keys per tile (≤ `gemm::BLOCK_N`; a multiple of `LANES`).
 const TK: i64 = 64;
+/// Partial accumulators of the row maximum and sum.
+const LANES: i64 = 8;
 
 /// `buf[base + i·rows + j·cols]` as a strided matrix, from an affine load.
 fn strided(
@@ -217,13 +221,19 @@ impl Lowerer<'_> {
             },
             accumulate: false,
         }));
-        // Per row: x = visible ? s·scale : −∞; mx = max(m, max x); p = e^{x − mx} (0 for
-        // −∞); l = l·α + Σp, O·= α with α = e^{m − mx} (0 while m = −∞).
-        let (mx, sum, alpha) = (self.acc(Ty::F32), self.acc(Ty::F32), self.acc(Ty::F32));
+        // Per row, over all TK columns (those past `cols` as −∞, so every loop has a constant
+        // trip count): x = visible ? s·scale : −∞; mx = max(m, max x); p = e^{x − mx} (0 for
+        // −∞); l = l·α + Σp, O·= α with α = e^{m − mx} (0 while m = −∞). The maximum and the
+        // sum go through `LANES` partial accumulators (independent chains the vectoriser can
+        // pack); the exponential pass has no reduction, so it vectorises.
         let sx = load(sbuf, s_at(rv.clone(), cv.clone()));
         let x = Expr::Select {
-            cond: Box::new(visible),
-            a: Box::new(f(BinaryOp::Mul, sx.clone(), f32c(scale))),
+            cond: Box::new(wbin(BinaryOp::Lt, Ty::I64, cv.clone(), cols.clone())),
+            a: Box::new(Expr::Select {
+                cond: Box::new(visible),
+                a: Box::new(f(BinaryOp::Mul, sx.clone(), f32c(scale))),
+                b: Box::new(neg_inf.clone()),
+            }),
             b: Box::new(neg_inf.clone()),
         };
         let is_inf = |v: Expr| wbin(BinaryOp::Eq, Ty::F32, v, neg_inf.clone());
@@ -232,43 +242,65 @@ impl Lowerer<'_> {
             ty: Ty::F32,
             x: Box::new(v),
         };
+        let m_old = load(mbuf, ml_at(rv.clone()));
+        let mx = self.acc(Ty::F32);
+        let (maxes, sums): (Vec<_>, Vec<_>) = (0..LANES)
+            .map(|_| (self.acc(Ty::F32), self.acc(Ty::F32)))
+            .unzip();
+        let g = self.var();
+        let lane_at = |l: i64| s_at(rv.clone(), add(mul(Expr::Var(g), int(LANES)), int(l)));
+        let fold = |accs: &[super::Acc], op: BinaryOp, first: Expr| -> Expr {
+            accs.iter().fold(first, |a, acc| f(op, a, Expr::Acc(*acc)))
+        };
+        let lanes = |accs: &[super::Acc], op: BinaryOp| {
+            serial(
+                g,
+                int(TK / LANES),
+                accs.iter()
+                    .enumerate()
+                    .map(|(l, acc)| Stmt::Assign {
+                        acc: *acc,
+                        value: f(op, Expr::Acc(*acc), load(sbuf, lane_at(l as i64))),
+                    })
+                    .collect(),
+            )
+        };
         let p = Expr::Select {
             cond: Box::new(is_inf(sx.clone())),
             a: Box::new(f32c(0.0)),
             b: Box::new(exp(f(BinaryOp::Sub, sx.clone(), Expr::Acc(mx)))),
         };
-        let m_old = load(mbuf, ml_at(rv.clone()));
-        let per_row = vec![
-            Stmt::Assign {
-                acc: mx,
-                value: m_old.clone(),
-            },
-            serial(
-                col,
-                cols.clone(),
-                vec![
-                    store(sbuf, s_at(rv.clone(), cv.clone()), x),
-                    Stmt::Assign {
-                        acc: mx,
-                        value: f(BinaryOp::Max, Expr::Acc(mx), sx.clone()),
-                    },
-                ],
-            ),
-            Stmt::Assign {
-                acc: sum,
-                value: f32c(0.0),
-            },
-            serial(
-                col,
-                cols.clone(),
-                vec![
-                    store(sbuf, s_at(rv.clone(), cv.clone()), p.clone()),
-                    Stmt::Assign {
-                        acc: sum,
-                        value: f(BinaryOp::Add, Expr::Acc(sum), sx.clone()),
-                    },
-                ],
-            ),
+        let sum = self.acc(Ty::F32);
+        let alpha = self.acc(Ty::F32);
+        let mut per_row = vec![serial(
+            col,
+            int(TK),
+            vec![store(sbuf, s_at(rv.clone(), cv.clone()), x)],
+        )];
+        per_row.extend(maxes.iter().map(|a| Stmt::Assign {
+            acc: *a,
+            value: neg_inf.clone(),
+        }));
+        per_row.push(lanes(&maxes, BinaryOp::Max));
+        per_row.push(Stmt::Assign {
+            acc: mx,
+            value: fold(&maxes, BinaryOp::Max, m_old.clone()),
+        });
+        per_row.push(serial(
+            col,
+            int(TK),
+            vec![store(sbuf, s_at(rv.clone(), cv.clone()), p)],
+        ));
+        per_row.extend(sums.iter().map(|a| Stmt::Assign {
+            acc: *a,
+            value: f32c(0.0),
+        }));
+        per_row.push(lanes(&sums, BinaryOp::Add));
+        per_row.push(Stmt::Assign {
+            acc: sum,
+            value: fold(&sums, BinaryOp::Add, f32c(0.0)),
+        });
+        per_row.extend(vec![
             Stmt::Assign {
                 acc: alpha,
                 value: Expr::Select {
@@ -304,7 +336,7 @@ impl Lowerer<'_> {
                     ),
                 )],
             ),
-        ];
+        ]);
         let pv = Stmt::Gemm(Box::new(Gemm {
             m: rows.clone(),
             n: ee.clone(),

@@ -6,7 +6,9 @@
 //! behaviour.
 //!
 //! Registers hold floats as f64, ints as i64 and bools as i1; a value typed f32 (i32) is
-//! rounded (wrapped) after every operation, as the interpreter rounds every node.
+//! rounded (wrapped) after every operation, as the interpreter rounds every node. The
+//! elementary functions (exp, log, tanh, erf, …) are emitted inline by `math.rs` (in f32 for
+//! an f32 value), so that loops using them vectorise; sin, cos and pow still call libm.
 
 use super::CodegenError;
 use crate::ir::{BinaryOp, UnaryOp};
@@ -485,23 +487,6 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
         self.b.build_float_compare(p, a, b, "").map_err(llvm)
     }
 
-    fn sigmoid(&mut self, x: FloatValue<'c>) -> R<FloatValue<'c>> {
-        let b = &self.b;
-        let one = self.fconst(1.0);
-        let nx = b.build_float_neg(x, "").map_err(llvm)?;
-        let en = self.call("llvm.exp", &[nx])?;
-        let ep = self.call("llvm.exp", &[x])?;
-        let b = &self.b;
-        let pos = b
-            .build_float_div(one, b.build_float_add(one, en, "").map_err(llvm)?, "")
-            .map_err(llvm)?;
-        let neg = b
-            .build_float_div(ep, b.build_float_add(one, ep, "").map_err(llvm)?, "")
-            .map_err(llvm)?;
-        let ge = self.fcmp(FloatPredicate::OGE, x, self.fconst(0.0))?;
-        self.fsel(ge, pos, neg)
-    }
-
     fn unary(&mut self, op: UnaryOp, ty: Ty, v: BasicValueEnum<'c>) -> R<BasicValueEnum<'c>> {
         if ty == Ty::Bool {
             return match op {
@@ -529,75 +514,56 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
             });
         }
         let x = v.into_float_value();
+        if let Some(r) = self.math(op, ty, x)? {
+            return Ok(r.into());
+        }
         let one = self.fconst(1.0);
         let b = &self.b;
         let r = match op {
             UnaryOp::Neg => b.build_float_neg(x, "").map_err(llvm)?,
             UnaryOp::Abs => self.call("llvm.fabs", &[x])?,
-            UnaryOp::Exp => self.call("llvm.exp", &[x])?,
-            UnaryOp::Log => self.call("llvm.log", &[x])?,
-            UnaryOp::Log1p => self.call("log1p", &[x])?,
             UnaryOp::Sqrt => self.call("llvm.sqrt", &[x])?,
             UnaryOp::Rsqrt => {
                 let s = self.call("llvm.sqrt", &[x])?;
                 self.b.build_float_div(one, s, "").map_err(llvm)?
             }
             UnaryOp::Recip => b.build_float_div(one, x, "").map_err(llvm)?,
-            UnaryOp::Sigmoid => self.sigmoid(x)?,
-            UnaryOp::Softplus => {
-                let e = self.call("llvm.exp", &[x])?;
-                let l = self.call("log1p", &[e])?;
-                let big = self.fcmp(FloatPredicate::OGT, x, self.fconst(20.0))?;
-                self.fsel(big, x, l)?
-            }
-            UnaryOp::Silu => {
-                let s = self.sigmoid(x)?;
-                self.b.build_float_mul(x, s, "").map_err(llvm)?
-            }
-            UnaryOp::Gelu => {
-                let z = b
-                    .build_float_div(x, self.fconst(std::f64::consts::SQRT_2), "")
-                    .map_err(llvm)?;
-                let e = self.call("erf", &[z])?;
-                self.half_x_one_plus(x, e)?
-            }
-            UnaryOp::GeluTanh => {
-                let c = (2.0 / std::f64::consts::PI).sqrt();
-                let x3 = b.build_float_mul(x, x, "").map_err(llvm)?;
-                let x3 = b.build_float_mul(x3, x, "").map_err(llvm)?;
-                let t = b
-                    .build_float_mul(self.fconst(0.044715), x3, "")
-                    .map_err(llvm)?;
-                let t = b.build_float_add(x, t, "").map_err(llvm)?;
-                let t = b.build_float_mul(self.fconst(c), t, "").map_err(llvm)?;
-                let th = self.call("tanh", &[t])?;
-                self.half_x_one_plus(x, th)?
-            }
             UnaryOp::Relu => {
                 let keep = self.fcmp(FloatPredicate::UGT, x, self.fconst(0.0))?;
                 self.fsel(keep, x, self.fconst(0.0))?
             }
-            UnaryOp::Elu => {
-                let m = self.call("expm1", &[x])?;
-                let pos = self.fcmp(FloatPredicate::OGT, x, self.fconst(0.0))?;
-                self.fsel(pos, x, m)?
-            }
-            UnaryOp::Tanh => self.call("tanh", &[x])?,
-            UnaryOp::Erf => self.call("erf", &[x])?,
             UnaryOp::Sin => self.call("llvm.sin", &[x])?,
             UnaryOp::Cos => self.call("llvm.cos", &[x])?,
             UnaryOp::Floor => self.call("llvm.floor", &[x])?,
             UnaryOp::Not => return Err(CodegenError::Unsupported("`not` of a float".into())),
+            _ => {
+                return Err(CodegenError::Unsupported(format!(
+                    "`{}` of a float",
+                    crate::ir::op::unary_name(op)
+                )));
+            }
         };
         Ok(r.into())
     }
 
-    /// 0.5 · x · (1 + e).
-    fn half_x_one_plus(&self, x: FloatValue<'c>, e: FloatValue<'c>) -> R<FloatValue<'c>> {
-        let b = &self.b;
-        let t = b.build_float_add(self.fconst(1.0), e, "").map_err(llvm)?;
-        let h = b.build_float_mul(self.fconst(0.5), x, "").map_err(llvm)?;
-        b.build_float_mul(h, t, "").map_err(llvm)
+    /// The inline elementary functions of `math.rs` (exp, log, tanh, erf, …): computed in
+    /// f32 for an f32 value, in f64 otherwise; `None` for the other operators.
+    fn math(&mut self, op: UnaryOp, ty: Ty, x: FloatValue<'c>) -> R<Option<FloatValue<'c>>> {
+        let single = ty == Ty::F32;
+        let m = super::math::Math::new(self.ctx, self.module, &self.b, single);
+        let xin = if single {
+            self.b.build_float_trunc(x, m.ty(), "").map_err(llvm)?
+        } else {
+            x
+        };
+        let Some(r) = m.unary(op, xin)? else {
+            return Ok(None);
+        };
+        Ok(Some(if single {
+            self.b.build_float_ext(r, self.f64t, "").map_err(llvm)?
+        } else {
+            r
+        }))
     }
 
     fn binary(

@@ -138,6 +138,12 @@ impl<'a, 'c> Gen<'a, 'c> {
             .map_err(llvm)
     }
 
+    fn le(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
+        self.b
+            .build_int_compare(IntPredicate::SLE, a, b, "")
+            .map_err(llvm)
+    }
+
     fn min(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
         let c = self.lt(a, b)?;
         Ok(self
@@ -280,30 +286,48 @@ impl<'a, 'c> Gen<'a, 'c> {
             // The first slice of k overwrites c unless accumulating.
             let first = g.b.build_and(at0, keep, "first").map_err(llvm)?;
             // Pack b: panel jp, step p, column j at bp[(jp·kc + p)·NR + j].
+            // (A panel wholly inside the block is copied without a test per element, which
+            // the vectoriser can widen.)
             g.each(g.int(0), pn, 1, |g, jp| {
-                g.each(g.int(0), kc, 1, |g, p| {
-                    let row = g.mul(g.add(pc, p)?, b_r)?;
-                    let dst = g.mul(g.add(g.mul(jp, kc)?, p)?, g.int(nr))?;
-                    g.each(g.int(0), g.int(nr), 1, |g, j| {
-                        let col = g.add(g.mul(jp, g.int(nr))?, j)?;
-                        let inside = g.lt(col, n)?;
-                        let v = g.guarded_load(inside, bm, || g.add(row, g.mul(col, b_c)?))?;
-                        g.store(g.at(bp, g.add(dst, j)?)?, v, 4)
+                let full = g.le(g.mul(g.add(jp, g.int(1))?, g.int(nr))?, n)?;
+                let pack = |g: &Self, guard: bool| {
+                    g.each(g.int(0), kc, 1, |g, p| {
+                        let row = g.mul(g.add(pc, p)?, b_r)?;
+                        let dst = g.mul(g.add(g.mul(jp, kc)?, p)?, g.int(nr))?;
+                        g.each(g.int(0), g.int(nr), 1, |g, j| {
+                            let col = g.add(g.mul(jp, g.int(nr))?, j)?;
+                            let src = || g.add(row, g.mul(col, b_c)?);
+                            let v = if guard {
+                                g.guarded_load(g.lt(col, n)?, bm, src)?
+                            } else {
+                                g.load(g.at(bm, src()?)?)?
+                            };
+                            g.store(g.at(bp, g.add(dst, j)?)?, v, 4)
+                        })
                     })
-                })
+                };
+                g.branch(full, |g| pack(g, false), |g| pack(g, true))
             })?;
             // Pack a: panel ip, step p, row i at ap[(ip·kc + p)·MR + i].
             g.each(g.int(0), pm, 1, |g, ip| {
-                g.each(g.int(0), kc, 1, |g, p| {
-                    let col = g.mul(g.add(pc, p)?, a_c)?;
-                    let dst = g.mul(g.add(g.mul(ip, kc)?, p)?, g.int(mr))?;
-                    g.each(g.int(0), g.int(mr), 1, |g, i| {
-                        let row = g.add(g.mul(ip, g.int(mr))?, i)?;
-                        let inside = g.lt(row, m)?;
-                        let v = g.guarded_load(inside, a, || g.add(g.mul(row, a_r)?, col))?;
-                        g.store(g.at(ap, g.add(dst, i)?)?, v, 4)
+                let full = g.le(g.mul(g.add(ip, g.int(1))?, g.int(mr))?, m)?;
+                let pack = |g: &Self, guard: bool| {
+                    g.each(g.int(0), kc, 1, |g, p| {
+                        let col = g.mul(g.add(pc, p)?, a_c)?;
+                        let dst = g.mul(g.add(g.mul(ip, kc)?, p)?, g.int(mr))?;
+                        g.each(g.int(0), g.int(mr), 1, |g, i| {
+                            let row = g.add(g.mul(ip, g.int(mr))?, i)?;
+                            let src = || g.add(g.mul(row, a_r)?, col);
+                            let v = if guard {
+                                g.guarded_load(g.lt(row, m)?, a, src)?
+                            } else {
+                                g.load(g.at(a, src()?)?)?
+                            };
+                            g.store(g.at(ap, g.add(dst, i)?)?, v, 4)
+                        })
                     })
-                })
+                };
+                g.branch(full, |g| pack(g, false), |g| pack(g, true))
             })?;
             g.each(g.int(0), pn, 1, |g, jp| {
                 g.each(g.int(0), pm, 1, |g, ip| {

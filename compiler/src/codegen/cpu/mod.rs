@@ -4,6 +4,7 @@
 
 mod emit;
 mod gemm;
+mod math;
 mod target;
 
 pub use emit::{STATUS_DIV_ZERO, STATUS_INDEX};
@@ -101,8 +102,13 @@ pub fn compile_shared_object(
     let ctx = Context::create();
     let module = build(&ctx, p, &tm)?;
     run_o3(&module, &tm)?;
+    link(&module, &tm, so_path)
+}
+
+/// Writes `module`'s object code and links it into a shared object at `so_path`.
+fn link(module: &Module, tm: &TargetMachine, so_path: &Path) -> Result<(), CodegenError> {
     let obj = so_path.with_extension("o");
-    tm.write_to_file(&module, FileType::Object, &obj)
+    tm.write_to_file(module, FileType::Object, &obj)
         .map_err(|e| CodegenError::Llvm(e.to_string()))?;
     let out = std::process::Command::new("cc")
         .arg("-shared")
@@ -119,4 +125,30 @@ pub fn compile_shared_object(
         ));
     }
     Ok(())
+}
+
+/// A shared object at `so_path` with `void seqc_math_<op>(const T *x, T *y, int64_t n)` for
+/// each of `ops` (exp, log, log1p, tanh, erf, sigmoid, silu, softplus, elu, gelu, gelu_tanh),
+/// T = f32 when `single`, else f64: the inline functions kernels use, for accuracy tests and
+/// for reading their machine code.
+pub fn math_shared_object(
+    ops: &[crate::ir::UnaryOp],
+    single: bool,
+    so_path: &Path,
+) -> Result<HostTarget, CodegenError> {
+    let t = host_target();
+    let tm = machine(&t)?;
+    let ctx = Context::create();
+    let module = ctx.create_module("seqc_math");
+    module.set_triple(&tm.get_triple());
+    module.set_data_layout(&tm.get_target_data().get_data_layout());
+    for op in ops {
+        math::emit_probe(&ctx, &module, *op, single)?;
+    }
+    module
+        .verify()
+        .map_err(|e| CodegenError::Llvm(format!("invalid module: {e}")))?;
+    run_o3(&module, &tm)?;
+    link(&module, &tm, so_path)?;
+    Ok(t)
 }
