@@ -386,10 +386,11 @@ fn lowered(ir: &str, rank: usize) -> (usize, Vec<String>) {
 /// The scan and its contraction are one kernel (no `scan` kernel, no rank-4 buffer: the
 /// decay and drive are computed inline from the rank-3 inputs), and it matches the
 /// interpreter at T = 1, 2, 13 (prime) and 37 with N = 7, 16 and 17 (below, at and above
-/// one AVX-512 vector of f32) and an odd channel count.
+/// one AVX-512 vector of f32), odd channel counts, and B·DI = 74 channels (two full blocks of
+/// 32 and a partial one, blocks spanning the batch boundary).
 #[test]
 fn selective_scan_is_one_kernel_and_matches_the_interpreter() {
-    for (di, n) in [(5, 7), (3, 16), (4, 17)] {
+    for (di, n) in [(5, 7), (3, 16), (4, 17), (37, 5)] {
         let ir = selective_scan_ir(di, n);
         let (big, ops) = lowered(&ir, 4);
         assert_eq!(

@@ -1,9 +1,11 @@
 //! A `scan` read only by an `einsum` that contracts some of its axes (Mamba's selective scan:
 //! `einsum("btdn,btn->btd", scan(a, b, axis = 1), C)`) lowered into one kernel, so that the
-//! stacked states [..., T, ..., N] are never stored. Per index of the kept axes other than
-//! the scan axis (flattened into one parallel loop), the state over the contracted axes lives
-//! in a scratch buffer of [kept…, contracted…] (for Mamba [B, DI, N]: L1-sized per channel):
-//!   h = h0 (or 0);  for t: h[c] ← a_t[c]·h[c] + b_t[c] for every c;  y_t = Σ_c h[c]·Y_t[c]
+//! stacked states [..., T, ..., N] are never stored. The indices of the kept axes other than
+//! the scan axis are flattened and run in blocks of `BLOCK`, one block per parallel iteration;
+//! the state over the contracted axes lives in a scratch buffer of [kept…, contracted…] (for
+//! Mamba [B, DI, N]; a block's part, 32 × N floats, stays in L1):
+//!   h = h0 (or 0);  for t: for o in block: h[o, c] ← a_t[o, c]·h[o, c] + b_t[o, c] for every c;
+//!                                       y_t[o] = Σ_c h[o, c]·Y_t[o, c]
 //! The scan's operands are read through `access`, so single-use elementwise producers of the
 //! scan's shape (Mamba's exp(Δ·A) and Δ·u·B) are computed inline from their smaller inputs
 //! and no [..., T, ..., N] buffer exists at all. The update runs in its own innermost loop
@@ -11,7 +13,7 @@
 //! in a second one. Rounding is the interpreter's: each state as the scan rounds it (f64
 //! multiply-add, rounded to the dtype), the contraction summed in f64 and rounded once.
 
-use super::access::{flat, int, mul, sub, unflatten};
+use super::access::{add, div, flat, int, min, mul, sub, unflatten};
 use super::lower::{Lowerer, serial, wbin, widen};
 use super::{Acc, BufId, Expr, KernelError, Loop, Stmt, Ty, Var};
 use crate::ir::{BinaryOp, Graph, NodeId, Op};
@@ -57,6 +59,11 @@ pub(super) fn absorbed_scan(
     })
 }
 
+/// Kept positions per parallel iteration: each time step reads the scan's operands and the
+/// other operand for the whole block (Mamba: 32 channels of Δ and Δ·u, one row of B and of C),
+/// where one position at a time would stream all T rows once per channel.
+const BLOCK: i64 = 32;
+
 fn var(v: Var) -> Expr {
     Expr::Var(v)
 }
@@ -67,9 +74,9 @@ fn assign(acc: Acc, value: Expr) -> Stmt {
 
 impl Lowerer<'_> {
     /// Einsum `id` with the scan at operand `p` absorbed (see the module doc):
-    ///   for o (parallel, flattened kept axes): for c: S[o, c] = h0
-    ///     for t: for c: h = a·S[o, c] + b; S[o, c] = h
-    ///            s = 0; for c: s += S[o, c]·Y[o, t, c]; out[o, t] = s
+    ///   for block (parallel): for o in block: for c: S[o, c] = h0
+    ///     for t: for o in block: for c: h = a·S[o, c] + b; S[o, c] = h
+    ///                            s = 0; for c: s += S[o, c]·Y[o, t, c]; out[o, t] = s
     pub(super) fn scan_einsum(
         &mut self,
         id: NodeId,
@@ -112,14 +119,17 @@ impl Lowerer<'_> {
             .map(|i| self.dims_of(s)[*i].clone())
             .collect();
         let state = self.add_scratch(s, sdims);
-        let o = self.var();
-        let t = self.var();
+        let (ob, j, t) = (self.var(), self.var(), self.var());
         let cvars: Vec<Var> = contracted.iter().map(|_| self.var()).collect();
-        // The kept indices, computed once per parallel iteration.
+        // Kept positions (flattened) in blocks of `BLOCK`, one block per parallel iteration.
+        let kept_n = kext.iter().cloned().fold(int(1), mul);
+        let blocks = div(add(kept_n.clone(), int(BLOCK - 1)), int(BLOCK));
+        let in_block = min(int(BLOCK), sub(kept_n, mul(var(ob), int(BLOCK))));
+        // The kept indices of position j of the block, set before each use.
         let kaccs: Vec<Acc> = kept.iter().map(|_| self.acc(Ty::I64)).collect();
-        let mut body: Vec<Stmt> = kaccs
+        let set_kept: Vec<Stmt> = kaccs
             .iter()
-            .zip(unflatten(var(o), &kext))
+            .zip(unflatten(add(mul(var(ob), int(BLOCK)), var(j)), &kext))
             .map(|(a, i)| assign(*a, i))
             .collect();
         let tt = if reverse {
@@ -197,8 +207,10 @@ impl Lowerer<'_> {
             }
             b
         };
-        body.extend(nest(vec![put(init)]));
-        let mut step = nest(vec![assign(h, next), put(Expr::Acc(h))]);
+        let mut start = set_kept.clone();
+        start.extend(nest(vec![put(init)]));
+        let mut step = set_kept;
+        step.extend(nest(vec![assign(h, next), put(Expr::Acc(h))]));
         step.push(assign(sum, Expr::Float(0.0, wide)));
         step.extend(nest(vec![assign(
             sum,
@@ -219,8 +231,10 @@ impl Lowerer<'_> {
                 x: Box::new(Expr::Acc(sum)),
             },
         });
-        body.push(serial(t, len, step));
-        let outer = kext.iter().cloned().fold(int(1), mul);
-        Ok(self.nest(&[o], &[outer], body))
+        let body = vec![
+            serial(j, in_block.clone(), start),
+            serial(t, len, vec![serial(j, in_block, step)]),
+        ];
+        Ok(self.nest(&[ob], &[blocks], body))
     }
 }
