@@ -4,7 +4,8 @@
 //! broadcasting and a row with no visible key (NaN in both; its lse is −∞); and of
 //! `scan_fn` on specs covering several states, captures, bodies with an einsum and a
 //! reduction, scan axes 0, 1 and last, a reversed sequence and bodies returning an input or
-//! one value twice, at T = 1, 2, 13 (prime) and 37.
+//! one value twice, at T = 1, 2, 13 (prime) and 37; and of a `scan` absorbed by the `einsum`
+//! that contracts it (Mamba's selective scan, `kernel/scan_einsum.rs`).
 
 use seqc::ir::{DimBindings, Graph, parse::parse_graph};
 use seqc::{bind, interp};
@@ -367,5 +368,113 @@ let (a, b) = scan_fn(step, init = [ones([B, 1, 2, 3]), zeros([B, 6])], xs = [x],
 output a = a;
 output b = b;",
     );
+    assert!(e < 1e-4, "{e:.3e}");
+}
+
+/// Mamba's selective scan at DI channels and N states: the decay exp(Δ·(−exp(A))) and the
+/// drive (Δ·u)·B broadcast to [B, T, DI, N], scanned over T and contracted with C over N.
+fn selective_scan_ir(di: usize, n: usize) -> String {
+    format!(
+        "graph(B, T) {{
+  %0 = input \"delta\" : f32[B, T, {di}]
+  %1 = input \"u\" : f32[B, T, {di}]
+  %2 = input \"bc\" : f32[B, T, {n2}]
+  %3 = input \"a_log\" : f32[{di}, {n}]
+  %4 = softplus(%0) : f32[B, T, {di}]
+  %5 = exp(%3) : f32[{di}, {n}]
+  %6 = neg(%5) : f32[{di}, {n}]
+  %7 = reshape(%4) shape=[B, T, {di}, 1] : f32[B, T, {di}, 1]
+  %8 = mul(%7, %6) : f32[B, T, {di}, {n}]
+  %9 = exp(%8) : f32[B, T, {di}, {n}]
+  %10 = mul(%4, %1) : f32[B, T, {di}]
+  %11 = reshape(%10) shape=[B, T, {di}, 1] : f32[B, T, {di}, 1]
+  %12 = slice(%2) axis=2 start=0 end={n} step=1 : f32[B, T, {n}]
+  %13 = reshape(%12) shape=[B, T, 1, {n}] : f32[B, T, 1, {n}]
+  %14 = mul(%11, %13) : f32[B, T, {di}, {n}]
+  %15 = scan(%9, %14) axis=1 reverse=false : f32[B, T, {di}, {n}]
+  %16 = slice(%2) axis=2 start={n} end={n2} step=1 : f32[B, T, {n}]
+  %17 = einsum(%15, %16) spec=\"btdn,btn->btd\" : f32[B, T, {di}]
+  output \"y\" = %17
+}}
+",
+        n2 = 2 * n
+    )
+}
+
+/// The buffers of `ir`'s kernel program whose rank is at least `rank`, and the operators of
+/// its kernels.
+fn lowered(ir: &str, rank: usize) -> (usize, Vec<String>) {
+    let g = parse_graph(ir).unwrap_or_else(|e| panic!("{e:?}\n{ir}"));
+    let p = seqc::kernel::lower(&g).expect("lowers");
+    let big = p.buffers.iter().filter(|b| b.shape.len() >= rank).count();
+    (big, p.kernels.iter().map(|k| k.op.clone()).collect())
+}
+
+/// The scan and its contraction are one kernel (no `scan` kernel, no rank-4 buffer: the
+/// decay and drive are computed inline from the rank-3 inputs), and it matches the
+/// interpreter at T = 1, 2, 13 (prime) and 37 with N = 7, 16 and 17 (below, at and above
+/// one AVX-512 vector of f32), odd channel counts, and B·DI = 74 channels (two full blocks of
+/// 32 and a partial one, blocks spanning the batch boundary).
+#[test]
+fn selective_scan_is_one_kernel_and_matches_the_interpreter() {
+    for (di, n) in [(5, 7), (3, 16), (4, 17), (37, 5)] {
+        let ir = selective_scan_ir(di, n);
+        let (big, ops) = lowered(&ir, 4);
+        assert_eq!(
+            big, 0,
+            "DI={di} N={n}: a [B, T, DI, N] buffer remains; kernels {ops:?}"
+        );
+        assert!(!ops.iter().any(|o| o == "scan"), "DI={di} N={n}: {ops:?}");
+        let g = parse_graph(&ir).expect("parses");
+        let e = max_rel_err_at(&g, &[1, 2, 13, 37]);
+        assert!(e < 1e-4, "DI={di} N={n}: {e:.3e}");
+    }
+}
+
+/// The absorbed scan reversed with an initial state, the scan as the einsum's second operand,
+/// the result's axes in another order than the scan's, and two contracted axes.
+#[test]
+fn absorbed_scans_reversed_with_h0_and_two_contracted_axes_match_the_interpreter() {
+    let ir = "graph(B, T) {
+  %0 = input \"a\" : f32[B, 3, T, 5]
+  %1 = input \"b\" : f32[B, 3, T, 5]
+  %2 = input \"h0\" : f32[B, 3, 5]
+  %3 = input \"c\" : f32[B, T, 5]
+  %4 = sigmoid(%0) : f32[B, 3, T, 5]
+  %5 = scan(%4, %1, %2) axis=2 reverse=true : f32[B, 3, T, 5]
+  %6 = einsum(%3, %5) spec=\"btn,bdtn->tdb\" : f32[T, 3, B]
+  %7 = input \"p\" : f32[B, T, 2, 3]
+  %8 = input \"q\" : f32[B, T, 2]
+  %9 = tanh(%7) : f32[B, T, 2, 3]
+  %10 = scan(%9, %7) axis=1 reverse=false : f32[B, T, 2, 3]
+  %11 = einsum(%10, %8) spec=\"btij,bti->bt\" : f32[B, T]
+  output \"y\" = %6
+  output \"z\" = %11
+}
+";
+    let (_, ops) = lowered(ir, 4);
+    assert!(!ops.iter().any(|o| o == "scan"), "{ops:?}");
+    let g = parse_graph(ir).expect("parses");
+    let e = max_rel_err_at(&g, &[1, 2, 13, 37]);
+    assert!(e < 1e-4, "{e:.3e}");
+}
+
+/// A scan read twice (by the einsum and an output) keeps its own kernel and stacked buffer.
+#[test]
+fn a_scan_with_another_use_is_not_absorbed_and_matches_the_interpreter() {
+    let ir = "graph(B, T) {
+  %0 = input \"a\" : f32[B, T, 4]
+  %1 = input \"b\" : f32[B, T, 4]
+  %2 = input \"c\" : f32[B, T, 4]
+  %3 = scan(%0, %1) axis=1 reverse=false : f32[B, T, 4]
+  %4 = einsum(%3, %2) spec=\"btn,btn->bt\" : f32[B, T]
+  output \"y\" = %4
+  output \"h\" = %3
+}
+";
+    let (_, ops) = lowered(ir, 3);
+    assert!(ops.iter().any(|o| o == "scan"), "{ops:?}");
+    let g = parse_graph(ir).expect("parses");
+    let e = max_rel_err_at(&g, &[1, 13]);
     assert!(e < 1e-4, "{e:.3e}");
 }

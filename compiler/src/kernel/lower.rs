@@ -69,8 +69,14 @@ fn inlinable(g: &Graph, id: NodeId, consumers: &[Vec<NodeId>], outputs: &[NodeId
         | Op::Transpose { .. }
         | Op::Broadcast { .. }
         | Op::Slice { .. } => true,
+        // A single-use elementwise producer of its consumer's type (so not broadcast by it)
+        // is computed at its use when the consumer is elementwise or a `scan`, which reads
+        // each element once.
         op if elementwise(op) => match consumers[id.index()].as_slice() {
-            [c] => elementwise(&g.node(*c).op) && g.ty(*c) == g.ty(id),
+            [c] => {
+                (elementwise(&g.node(*c).op) || matches!(g.node(*c).op, Op::Scan { .. }))
+                    && g.ty(*c) == g.ty(id)
+            }
             _ => false,
         },
         _ => false,
@@ -82,6 +88,8 @@ pub(super) struct Lowerer<'g> {
     pub(super) prog: Program,
     pub(super) buf_of: Vec<Option<BufId>>,
     inline: Vec<bool>,
+    /// Per einsum, the operand position of the `scan` it computes itself, if any.
+    absorbed: Vec<Option<usize>>,
     /// Per node, its shape as expressions.
     pub(super) shapes: Vec<Vec<Expr>>,
     /// The kernel being built: its variables and accumulators.
@@ -141,6 +149,16 @@ impl<'g> Lowerer<'g> {
             shapes.push(s);
             inline.push(inlinable(g, id, &consumers, &outputs));
         }
+        // A scan absorbed by its einsum (`scan_einsum.rs`) gets no kernel of its own.
+        let uses: Vec<usize> = consumers.iter().map(Vec::len).collect();
+        let absorbed: Vec<Option<usize>> = (0..g.nodes.len())
+            .map(|i| super::scan_einsum::absorbed_scan(g, NodeId(i as u32), &uses, &outputs))
+            .collect();
+        for (i, p) in absorbed.iter().enumerate() {
+            if let Some(p) = p {
+                inline[g.nodes[i].inputs[*p].index()] = true;
+            }
+        }
         Ok(Lowerer {
             g,
             prog: Program {
@@ -151,6 +169,7 @@ impl<'g> Lowerer<'g> {
             },
             buf_of: vec![None; g.nodes.len()],
             inline,
+            absorbed,
             shapes,
             vars: 0,
             accs: Vec::new(),
@@ -268,7 +287,10 @@ impl<'g> Lowerer<'g> {
                 vec![self.map_kernel(out, &shape, |l, idx| l.compute(id, idx))?]
             }
             Op::Reduce { op, axes, keepdim } => vec![self.reduce(id, out, *op, axes, *keepdim)?],
-            Op::Einsum { spec } => vec![self.einsum(id, out, spec)?],
+            Op::Einsum { spec } => match self.absorbed[id.index()] {
+                Some(p) => vec![self.scan_einsum(id, out, p)?],
+                None => vec![self.einsum(id, out, spec)?],
+            },
             Op::Scan { axis, reverse } => vec![self.scan(id, out, *axis, *reverse)?],
             Op::ScanMatrix { axis } => vec![self.scan_matrix(id, out, *axis)?],
             Op::Conv1dCausal => vec![self.conv1d(id, out)?],
@@ -444,7 +466,10 @@ impl<'g> Lowerer<'g> {
                         index: Box::new(f),
                     },
                     _ => {
-                        let xi = unflatten(f, &self.shapes[x.index()]);
+                        let xi = match unit_reshape(idx, self.dims_of(x), self.dims_of(id)) {
+                            Some(xi) => xi,
+                            None => unflatten(f, &self.shapes[x.index()]),
+                        };
                         self.access(x, &xi)?
                     }
                 }
@@ -1131,6 +1156,26 @@ impl<'g> Lowerer<'g> {
         add_loop.sched = Sched::Serial;
         Ok(vec![copy, add_loop])
     }
+}
+
+/// The index into a reshape's operand when the reshape only inserts or drops axes of size 1
+/// (`unsqueeze`): the other axes map one to one, with no division by the shape.
+fn unit_reshape(idx: &[Expr], from: &[DimExpr], to: &[DimExpr]) -> Option<Vec<Expr>> {
+    let unit = |d: &&DimExpr| d.as_const() == Some(1);
+    let kept = |s: &[DimExpr]| s.iter().filter(|d| !unit(d)).cloned().collect::<Vec<_>>();
+    if kept(from) != kept(to) {
+        return None;
+    }
+    let mut src = idx.iter().zip(to).filter(|(_, d)| !unit(d)).map(|(i, _)| i);
+    from.iter()
+        .map(|d| {
+            if unit(&d) {
+                Some(int(0))
+            } else {
+                src.next().cloned()
+            }
+        })
+        .collect()
 }
 
 pub(super) fn serial(var: Var, extent: Expr, body: Vec<Stmt>) -> Stmt {

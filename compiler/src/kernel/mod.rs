@@ -7,7 +7,9 @@
 //! loads, single-use elementwise producers are fused into their elementwise consumer, and
 //! everything else is materialised into a buffer by one kernel. Reductions and einsums are
 //! loop nests with an accumulator. A `scan_fn` is one kernel: a serial loop over its axis
-//! around its body's kernels (`scan_fn.rs`), its states written into their stacked outputs. Sizes and extents stay symbolic ([`DimExpr`]); the runtime
+//! around its body's kernels (`scan_fn.rs`), its states written into their stacked outputs.
+//! A `scan` read only by an `einsum` contracting some of its axes is computed inside that
+//! einsum's kernel, its states never stored (`scan_einsum.rs`). Sizes and extents stay symbolic ([`DimExpr`]); the runtime
 //! evaluates them once the dims are bound. `print.rs` gives the text form
 //! (`seqc dump --stage kernels`); `plan.rs` the live ranges the runtime places buffers by.
 //!
@@ -24,6 +26,7 @@ mod linear_attn;
 mod lower;
 pub mod plan;
 pub mod print;
+mod scan_einsum;
 mod scan_fn;
 
 #[cfg(test)]
