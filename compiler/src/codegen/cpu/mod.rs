@@ -4,6 +4,7 @@
 
 mod emit;
 mod gemm;
+mod recur;
 
 pub use emit::{STATUS_DIV_ZERO, STATUS_INDEX};
 
