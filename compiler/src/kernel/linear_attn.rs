@@ -2,15 +2,17 @@
 //! index a [K, V] state S runs over the steps (values as `ir/op.rs` states them; the node's
 //! chunk size is a schedule and changes no value):
 //!   S_t = e^{g_t} ⊙ S_{t−1} + k_tᵀ v_t,   out_t = q_t · S_t   (strict: q_t · S_{t−1})
-//! with e^{g_t} one factor per step or one per key channel (row of S). S lives in a scratch
-//! arena buffer of shape [batch…, K, V] that only this kernel reads and writes; the root loop
-//! is parallel over the (flattened) batch indices, and the innermost loop runs over V, contiguous in
-//! S, v and out, so LLVM vectorises it.
+//! with e^{g_t} one factor per step or one per key channel (row of S). An f32 node outside a
+//! `scan_fn` body takes the blocked form of `recur.rs` (blocks of columns, output sums in
+//! vector registers, fused multiply-adds). Every other node (f64, or inside a body) takes the
+//! scalar form here: S lives in a scratch arena buffer of shape [batch…, K, V] that only this
+//! kernel reads and writes; the root loop is parallel over the (flattened) batch indices, and
+//! the innermost loop runs over V, contiguous in S, v and out, so LLVM vectorises it.
 //!
-//! Accumulation type: f32. S, the decay factors and each output row's running sum are kept
-//! and rounded in the dtype (f32) at every operation, where the interpreter sums in f64 and
-//! rounds once: the f32 state halves the bytes the inner loop moves and doubles its vector
-//! width. The difference is f32 rounding along T (≤ 3e-7, max-normalised, in the tests).
+//! Accumulation type (scalar form): the dtype. S, the decay factors and each output row's
+//! running sum are kept and rounded in the dtype at every operation, where the interpreter
+//! sums in f64 and rounds once. The difference is rounding along T (≤ 3e-7, max-normalised,
+//! in the f32 tests).
 
 use super::access::{flat, int, mul, unflatten};
 use super::lower::{Lowerer, serial, wbin};
@@ -26,7 +28,8 @@ fn assign(acc: Acc, value: Expr) -> Stmt {
 }
 
 impl Lowerer<'_> {
-    /// `linear_attn` as a recurrence, per batch index (the leading axes):
+    /// The kernels of `linear_attn`: the blocked form of `recur.rs` where it applies, else
+    /// the scalar recurrence, per batch index (the leading axes):
     ///   S = 0; for t: [per step: d = e^{g_t}]; out_t = 0;
     ///     for c: [per channel: d = e^{g_tc}];
     ///       for e: S[c, e] = d·S[c, e] + k_tc·v_te; out_te += q_tc·S[c, e]
@@ -36,7 +39,7 @@ impl Lowerer<'_> {
         id: NodeId,
         out: BufId,
         strict: bool,
-    ) -> Result<Loop, KernelError> {
+    ) -> Result<Vec<Loop>, KernelError> {
         let ins = self.g.node(id).inputs.clone();
         let ty = self.ty(id);
         let shape = self.shapes[id.index()].clone();
@@ -48,6 +51,28 @@ impl Lowerer<'_> {
         if qshape.len() != r {
             return Err(self.invalid(id, "expects q of the result's rank"));
         }
+        if ins[1..3].iter().any(|x| self.shapes[x.index()].len() != r) {
+            return Err(self.invalid(id, "expects k and v of the result's rank"));
+        }
+        if let Some(kernels) = self.linear_attn_blocked(id, out, strict)? {
+            return Ok(kernels);
+        }
+        Ok(vec![self.linear_attn_scalar(id, out, strict)?])
+    }
+
+    /// The scalar form (any float dtype, any operand): one task per batch index, the V loop
+    /// innermost.
+    fn linear_attn_scalar(
+        &mut self,
+        id: NodeId,
+        out: BufId,
+        strict: bool,
+    ) -> Result<Loop, KernelError> {
+        let ins = self.g.node(id).inputs.clone();
+        let ty = self.ty(id);
+        let shape = self.shapes[id.index()].clone();
+        let r = shape.len();
+        let qshape = self.shapes[ins[0].index()].clone();
         let (tt, kd, vd) = (
             shape[r - 2].clone(),
             qshape[r - 1].clone(),

@@ -311,7 +311,7 @@ impl<'g> Lowerer<'g> {
                 vec![self.rank_select(id, out, *axis, *largest, Some(k), *indices)?]
             }
             Op::ScatterAdd { axis } => self.scatter_add(id, out, *axis)?,
-            Op::LinearAttn { strict, .. } => vec![self.linear_attn(id, out, *strict)?],
+            Op::LinearAttn { strict, .. } => self.linear_attn(id, out, *strict)?,
             Op::Attention { mask, scale, .. } => {
                 vec![self.attention(id, out, id, mask, *scale, false)?]
             }

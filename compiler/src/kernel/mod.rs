@@ -26,6 +26,7 @@ mod linear_attn;
 mod lower;
 pub mod plan;
 pub mod print;
+pub mod recur;
 mod scan_einsum;
 mod scan_fn;
 
@@ -190,6 +191,8 @@ pub enum Stmt {
     },
     /// One block of a matrix product (see [`Gemm`]).
     Gemm(Box<Gemm>),
+    /// One block of columns of a linear-attention recurrence (see [`Recur`]).
+    Recur(Box<Recur>),
 }
 
 /// A strided view of a buffer as a matrix: element (i, j) is `buf[offset + i·rows + j·cols]`.
@@ -218,6 +221,43 @@ pub struct Gemm {
     pub b: Strided,
     pub c: Strided,
     pub accumulate: bool,
+}
+
+/// The f32 recurrence of causal linear attention over the columns e < `width` of one batch
+/// index (`width` ≤ `recur::BLOCK_W`), every view indexed [step or row, column]: with
+/// S = `state` (rows × width, set to 0 first), for t < `steps`, o = 0, for c < `rows`:
+///   s = d[t, c]·S[c, e] + k[t, c]·v[t, e]   (no `decay`: d = 1);  S[c, e] = s;
+///   o[e] += q[t, c]·s   (`strict`: q[t, c]·S[c, e] before the update);
+/// then out[t, e] = o[e]. The backend fuses each multiply-add (one rounding) and sums over c
+/// in order. `v`, `out` and `state` have unit column stride; `out` and `state` must not
+/// overlap each other or any operand.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recur {
+    pub steps: Expr,
+    pub rows: Expr,
+    pub width: Expr,
+    pub q: Strided,
+    pub k: Strided,
+    pub v: Strided,
+    pub out: Strided,
+    pub state: Strided,
+    pub decay: Option<Strided>,
+    pub strict: bool,
+}
+
+impl Recur {
+    /// The views with whether each is written.
+    pub fn views(&self) -> Vec<(&Strided, bool)> {
+        let mut v = vec![
+            (&self.q, false),
+            (&self.k, false),
+            (&self.v, false),
+            (&self.out, true),
+            (&self.state, true),
+        ];
+        v.extend(self.decay.iter().map(|d| (d, false)));
+        v
+    }
 }
 
 /// `for var in 0..extent { body }`.
@@ -374,6 +414,17 @@ impl Stmt {
                     e.for_each_load(&mut |b| f(b, false));
                 }
                 for (s, write) in [(&g.a, false), (&g.b, false), (&g.c, true)] {
+                    for e in [&s.offset, &s.rows, &s.cols] {
+                        e.for_each_load(&mut |b| f(b, false));
+                    }
+                    f(s.buf, write);
+                }
+            }
+            Stmt::Recur(r) => {
+                for e in [&r.steps, &r.rows, &r.width] {
+                    e.for_each_load(&mut |b| f(b, false));
+                }
+                for (s, write) in r.views() {
                     for e in [&s.offset, &s.rows, &s.cols] {
                         e.for_each_load(&mut |b| f(b, false));
                     }

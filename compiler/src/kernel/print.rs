@@ -130,6 +130,32 @@ fn print_body(s: &mut String, p: &Program, body: &[Stmt], depth: usize) {
                     expr(p, &g.k)
                 );
             }
+            Stmt::Recur(r) => {
+                let m = |x: &Strided| {
+                    format!(
+                        "b{}[{} + i·{} + j·{}]",
+                        x.buf.0,
+                        expr(p, &x.offset),
+                        expr(p, &x.rows),
+                        expr(p, &x.cols)
+                    )
+                };
+                let d = r.decay.as_ref().map_or("1".to_string(), m);
+                let _ = writeln!(
+                    s,
+                    "{pad}recur{} {} state {} q {} k {} v {} decay {} (steps {}, rows {}, width {})",
+                    if r.strict { " strict" } else { "" },
+                    m(&r.out),
+                    m(&r.state),
+                    m(&r.q),
+                    m(&r.k),
+                    m(&r.v),
+                    d,
+                    expr(p, &r.steps),
+                    expr(p, &r.rows),
+                    expr(p, &r.width)
+                );
+            }
         }
     }
 }

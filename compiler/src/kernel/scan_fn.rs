@@ -505,6 +505,19 @@ fn rewrite_stmt(s: &mut Stmt, off: u32, fakes: &[Slot]) {
         }
         // Body kernels hold no block products (`gemm.rs` and `flash.rs` decline inside a
         // body), so no strided block reads a stand-in buffer; only the expressions shift.
+        // `recur.rs` declines inside a body too.
+        Stmt::Recur(r) => {
+            for e in [&mut r.steps, &mut r.rows, &mut r.width] {
+                *e = fix(e);
+            }
+            let mut views = vec![&mut r.q, &mut r.k, &mut r.v, &mut r.out, &mut r.state];
+            views.extend(r.decay.as_mut());
+            for m in views {
+                for e in [&mut m.offset, &mut m.rows, &mut m.cols] {
+                    *e = fix(e);
+                }
+            }
+        }
         Stmt::Gemm(g) => {
             for e in [&mut g.m, &mut g.n, &mut g.k] {
                 *e = fix(e);

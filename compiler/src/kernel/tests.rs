@@ -313,7 +313,8 @@ fn linear_attn_and_attention_are_direct_loop_nests() {
     .expect("lowers");
     let text = print_program(&p);
     let ops: Vec<&str> = p.kernels.iter().map(|k| k.op.as_str()).collect();
-    assert_eq!(ops, ["linear_attn", "attention"], "{text}");
+    // The decay factors, then the blocked recurrence.
+    assert_eq!(ops, ["linear_attn", "linear_attn", "attention"], "{text}");
     // The decay factor and the mask, evaluated in the loops.
     assert!(text.contains("exp.f32("), "{text}");
     assert!(text.contains("le.i32("), "{text}");
@@ -321,35 +322,81 @@ fn linear_attn_and_attention_are_direct_loop_nests() {
 }
 
 #[test]
-fn linear_attn_is_a_recurrence_over_a_scratch_state() {
+fn an_f32_linear_attn_is_blocked_over_columns_after_its_decay_factors() {
     let p = lower(&ir("graph(B, T) {
   %0 = input \"q\" : f32[B, 2, T, 3]
-  %1 = input \"v\" : f32[B, 2, T, 5]
+  %1 = input \"v\" : f32[B, 2, T, 70]
   %2 = input \"g\" : f32[B, 2, T, 3]
-  %3 = linear_attn(%0, %0, %1, %2) chunk=4 strict=false : f32[B, 2, T, 5]
+  %3 = linear_attn(%0, %0, %1, %2) chunk=4 strict=false : f32[B, 2, T, 70]
   output \"y\" = %3
 }
 "))
     .expect("lowers");
     let text = print_program(&p);
-    assert_eq!(p.kernels.len(), 1, "{text}");
-    // The [batch…, K, V] state is an arena buffer of this kernel alone.
-    assert!(
-        text.contains("b4: f32[B, 2, 3, 5] arena live k0..k0 (node %3)"),
-        "{text}"
-    );
-    assert_eq!(p.buffers[4].kind, BufKind::Temp);
-    // One parallel loop over the flattened batch; one loop over T (O(T) steps, no loop over
-    // earlier steps inside it); the per-channel decay once per step and channel.
-    assert_eq!(p.kernels[0].root.sched, Sched::Parallel);
-    assert!(text.contains("parallel for i0 in 0..(B * 2)"), "{text}");
-    assert_eq!(text.matches("in 0..T").count(), 1, "{text}");
+    let ops: Vec<&str> = p.kernels.iter().map(|k| k.op.as_str()).collect();
+    assert_eq!(ops, ["linear_attn", "linear_attn"], "{text}");
+    // First e^g once per step and channel, into a [B, 2, T, 3] scratch that lives into the
+    // second kernel; the [batch…, K, V] state is the second kernel's alone.
     assert_eq!(text.matches("exp.f32(").count(), 1, "{text}");
-    // The innermost loop runs over V: the state's and the output's last index.
     assert!(
-        text.contains("for i3 in 0..5 {\n          a5 = add.f32(mul.f32(a4, b4[((((((a0 * 2) + a1) * 3) + i2) * 5) + i3)])"),
+        text.contains("b4: f32[B, 2, T, 3] arena live k0..k1 (node %3)"),
         "{text}"
     );
+    assert!(
+        text.contains("b5: f32[B, 2, 3, 70] arena live k1..k1 (node %3)"),
+        "{text}"
+    );
+    assert_eq!(p.buffers[5].kind, BufKind::Temp);
+    // One task per batch index and block of 64 columns (2 blocks for V = 70), each one
+    // recurrence over all T steps and the 3 rows; the last block is 6 wide.
+    assert_eq!(p.kernels[1].root.sched, Sched::Parallel);
+    assert!(
+        text.contains("parallel for i6 in 0..((B * 2) * 2)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(steps T, rows 3, width minimum.i64(64, (70 - ((i6 % 2) * 64))))"),
+        "{text}"
+    );
+    // v, the output and the state advance 70 per step or row, q, k and the factors 3.
+    assert!(text.contains("v b1[(((((((i6 / 2) / 2) * 2) + ((i6 / 2) % 2)) * T) * 70) + ((i6 % 2) * 64)) + i·70 + j·1]"), "{text}");
+    assert!(text.contains("decay b4["), "{text}");
+}
+
+#[test]
+fn a_linear_attn_in_a_scan_fn_body_is_a_scalar_recurrence() {
+    let p = lower(&ir("graph(B, T) {
+  %0 = input \"x\" : f32[B, T, 5]
+  %1 = input \"q\" : f32[B, 4, 3]
+  %2 = input \"v\" : f32[B, 4, 5]
+  %3 = input \"g\" : f32[B, 4, 3]
+  %4 = const 0.0 dtype=f32 : f32[]
+  %5 = broadcast(%4) shape=[B, 5] : f32[B, 5]
+  %6 = scan_fn(%5, %0, %1, %2, %3) axis=1 n_state=1 n_xs=1 : (f32[B, T, 5]) {
+    graph(B, T) {
+      %0 = input \"in0\" : f32[B, 5]
+      %1 = input \"in1\" : f32[B, 5]
+      %2 = input \"in2\" : f32[B, 4, 3]
+      %3 = input \"in3\" : f32[B, 4, 5]
+      %4 = input \"in4\" : f32[B, 4, 3]
+      %5 = linear_attn(%2, %2, %3, %4) chunk=4 strict=false : f32[B, 4, 5]
+      %6 = sum(%5) axes=[1] keepdim=false : f32[B, 5]
+      %7 = add(%6, %1) : f32[B, 5]
+      %8 = add(%7, %0) : f32[B, 5]
+      output \"s0\" = %8
+    }
+  }
+  %7 = extract(%6) index=0 : f32[B, T, 5]
+  output \"h\" = %7
+}
+"))
+    .expect("lowers");
+    let text = print_program(&p);
+    // No blocked recurrence: the body's loop over V = 5 (the state's and the output's
+    // last index), the per-channel decay once per step and channel.
+    assert!(!text.contains("recur"), "{text}");
+    assert!(text.contains("in 0..5 {"), "{text}");
+    assert_eq!(text.matches("exp.f32(").count(), 1, "{text}");
 }
 
 #[test]
@@ -374,6 +421,14 @@ fn a_malformed_linear_attn_is_named() {
     g.nodes[2].inputs[0] = crate::ir::NodeId(1);
     let s = lower(&g).unwrap_err().to_string();
     assert!(s.contains("expects q of the result's rank"), "{s}");
+    // A k of another rank than the result.
+    let mut g = ir(LA);
+    g.nodes[2].inputs[1] = crate::ir::NodeId(1);
+    let s = lower(&g).unwrap_err().to_string();
+    assert!(
+        s.contains("node %2 `linear_attn`") && s.contains("expects k and v of the result's rank"),
+        "{s}"
+    );
 }
 
 #[test]

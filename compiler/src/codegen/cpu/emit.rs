@@ -12,7 +12,7 @@
 
 use super::CodegenError;
 use crate::ir::{BinaryOp, UnaryOp};
-use crate::kernel::{BufId, Expr, Gemm, Kernel, Loop, Program, Stmt, Ty};
+use crate::kernel::{BufId, Expr, Gemm, Kernel, Loop, Program, Recur, Stmt, Ty};
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
 use inkwell::context::Context;
@@ -201,6 +201,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
                 Ok(())
             }
             Stmt::Gemm(g) => self.gemm(g),
+            Stmt::Recur(r) => self.recur(r),
             Stmt::If { cond, body } => {
                 let c = self.expr(cond)?.into_int_value();
                 let (then, end) = (self.block("if.then"), self.block("if.end"));
@@ -238,6 +239,42 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
             args.push(self.expr(&s.cols)?.into_int_value().into());
         }
         args.push(self.i64t.const_int(g.accumulate as u64, false).into());
+        self.b.build_call(f, &args, "").map_err(llvm)?;
+        Ok(())
+    }
+
+    /// A call of the module's linear-attention recurrence (`recur.rs`).
+    fn recur(&mut self, r: &Recur) -> R<()> {
+        let f =
+            super::recur::function(self.ctx, self.module, self.vl, r.decay.is_some(), r.strict)?;
+        let mut args: Vec<BasicMetadataValueEnum> = Vec::new();
+        for e in [&r.steps, &r.rows, &r.width] {
+            args.push(self.expr(e)?.into_int_value().into());
+        }
+        // (view, whether its column stride is passed): v, out and the state have unit
+        // column stride; without a decay, q stands in for d (never read).
+        let d = r.decay.as_ref().unwrap_or(&r.q);
+        for (s, cols) in [
+            (&r.q, true),
+            (&r.k, true),
+            (&r.v, false),
+            (&r.out, false),
+            (&r.state, false),
+            (d, true),
+        ] {
+            let off = self.expr(&s.offset)?.into_int_value();
+            let base = gep(
+                &self.b,
+                self.ctx.f32_type().into(),
+                self.buf_ptr(s.buf)?,
+                off,
+            )?;
+            args.push(base.into());
+            args.push(self.expr(&s.rows)?.into_int_value().into());
+            if cols {
+                args.push(self.expr(&s.cols)?.into_int_value().into());
+            }
+        }
         self.b.build_call(f, &args, "").map_err(llvm)?;
         Ok(())
     }

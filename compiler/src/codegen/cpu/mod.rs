@@ -5,6 +5,7 @@
 mod emit;
 mod gemm;
 mod math;
+mod recur;
 mod target;
 
 pub use emit::{STATUS_DIV_ZERO, STATUS_INDEX};
