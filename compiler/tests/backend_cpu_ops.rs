@@ -242,6 +242,31 @@ fn tiled_attention_matches_the_interpreter_across_tiles() {
 }
 
 #[test]
+fn tiled_attention_with_full_tiles_matches_the_interpreter_for_each_sign_of_scale() {
+    // A causal mask over T = 450 gives fully visible tiles (the row pass without the mask,
+    // its maximum taken on the raw scores and scaled after, which only a positive scale
+    // allows) beside diagonal ones; a negative or zero scale must keep the masked pass (a
+    // scale this large makes e^{x − mx} overflow when mx is not the maximum).
+    for scale in ["40.0", "-40.0", "0.0"] {
+        let ir = format!(
+            "graph(B, T) {{
+  %0 = input \"q\" : f32[B, 2, T, 8]
+  %1 = input \"k\" : f32[B, 2, T, 8]
+  %2 = input \"v\" : f32[B, 2, T, 6]
+  %3 = attention(%0, %1, %2) mask=\"le(s, t)\" scale={scale} tile_q=64 tile_k=64 : f32[B, 2, T, 6]
+  output \"y\" = %3
+}}
+"
+        );
+        let g = parse_graph(&ir).expect("parses");
+        let text = seqc::kernel::print::print_program(&seqc::kernel::lower(&g).expect("lowers"));
+        assert!(text.contains("gemm b"), "not the tiled kernel:\n{text}");
+        let e = max_rel_err_t(&ir, 450);
+        assert!(e < 1e-4, "scale {scale}: {e:.3e}");
+    }
+}
+
+#[test]
 fn fused_groups_with_a_final_reduction_match_the_interpreter() {
     let ir = "graph(B, T) {
   %0 = input \"x\" : f32[B, T, 6]

@@ -187,12 +187,17 @@ impl Lowerer<'_> {
                 ),
             ],
         );
-        // Whether any (row, col) of the tile is visible.
-        let any = self.acc(Ty::Bool);
+        // Whether any (row, col) of the tile is visible, and whether all of a full-width
+        // tile is (then the row pass reads the raw scores without evaluating the mask).
+        let (any, all) = (self.acc(Ty::Bool), self.acc(Ty::Bool));
         let probe_mask = vec![
             Stmt::Assign {
                 acc: any,
                 value: Expr::Bool(false),
+            },
+            Stmt::Assign {
+                acc: all,
+                value: wbin(BinaryOp::Eq, Ty::I64, cols.clone(), int(TK)),
             },
             serial(
                 row,
@@ -200,10 +205,16 @@ impl Lowerer<'_> {
                 vec![serial(
                     col,
                     cols.clone(),
-                    vec![Stmt::Assign {
-                        acc: any,
-                        value: wbin(BinaryOp::Or, Ty::Bool, Expr::Acc(any), visible.clone()),
-                    }],
+                    vec![
+                        Stmt::Assign {
+                            acc: any,
+                            value: wbin(BinaryOp::Or, Ty::Bool, Expr::Acc(any), visible.clone()),
+                        },
+                        Stmt::Assign {
+                            acc: all,
+                            value: wbin(BinaryOp::And, Ty::Bool, Expr::Acc(all), visible.clone()),
+                        },
+                    ],
                 )],
             ),
         ];
@@ -221,11 +232,14 @@ impl Lowerer<'_> {
             },
             accumulate: false,
         }));
-        // Per row, over all TK columns (those past `cols` as −∞, so every loop has a constant
-        // trip count): x = visible ? s·scale : −∞; mx = max(m, max x); p = e^{x − mx} (0 for
-        // −∞); l = l·α + Σp, O·= α with α = e^{m − mx} (0 while m = −∞). The maximum and the
-        // sum go through `LANES` partial accumulators (independent chains the vectoriser can
-        // pack); the exponential pass has no reduction, so it vectorises.
+        // Per row, over all TK columns: x = s·scale where visible, −∞ where hidden or past
+        // `cols`; mx = max(m, max x); p = e^{x − mx} (0 for −∞) and l = l·α + Σp, O·= α with
+        // α = e^{m − mx} (0 while m = −∞; the output is left alone when α = 1). The maximum
+        // and the sum go through `LANES` partial accumulators (independent chains the
+        // vectoriser can pack). A mixed tile first writes x over the scores (one pass
+        // evaluating the mask); a fully visible one reads the raw scores: for scale > 0,
+        // max(s·scale) = max(s)·scale exactly (rounding is monotonic), so the maximum pass
+        // runs on s and the scale is applied in the exponential pass.
         let sx = load(sbuf, s_at(rv.clone(), cv.clone()));
         let x = Expr::Select {
             cond: Box::new(wbin(BinaryOp::Lt, Ty::I64, cv.clone(), cols.clone())),
@@ -252,91 +266,129 @@ impl Lowerer<'_> {
         let fold = |accs: &[super::Acc], op: BinaryOp, first: Expr| -> Expr {
             accs.iter().fold(first, |a, acc| f(op, a, Expr::Acc(*acc)))
         };
-        let lanes = |accs: &[super::Acc], op: BinaryOp| {
-            serial(
-                g,
-                int(TK / LANES),
-                accs.iter()
-                    .enumerate()
-                    .map(|(l, acc)| Stmt::Assign {
-                        acc: *acc,
-                        value: f(op, Expr::Acc(*acc), load(sbuf, lane_at(l as i64))),
-                    })
-                    .collect(),
-            )
-        };
-        let p = Expr::Select {
-            cond: Box::new(is_inf(sx.clone())),
-            a: Box::new(f32c(0.0)),
-            b: Box::new(exp(f(BinaryOp::Sub, sx.clone(), Expr::Acc(mx)))),
+        let init_lanes = |accs: &[super::Acc], v: &Expr| -> Vec<Stmt> {
+            accs.iter()
+                .map(|a| Stmt::Assign {
+                    acc: *a,
+                    value: v.clone(),
+                })
+                .collect()
         };
         let sum = self.acc(Ty::F32);
         let alpha = self.acc(Ty::F32);
-        let mut per_row = vec![serial(
-            col,
-            int(TK),
-            vec![store(sbuf, s_at(rv.clone(), cv.clone()), x)],
-        )];
-        per_row.extend(maxes.iter().map(|a| Stmt::Assign {
-            acc: *a,
-            value: neg_inf.clone(),
-        }));
-        per_row.push(lanes(&maxes, BinaryOp::Max));
-        per_row.push(Stmt::Assign {
-            acc: mx,
-            value: fold(&maxes, BinaryOp::Max, m_old.clone()),
-        });
-        per_row.push(serial(
-            col,
-            int(TK),
-            vec![store(sbuf, s_at(rv.clone(), cv.clone()), p)],
-        ));
-        per_row.extend(sums.iter().map(|a| Stmt::Assign {
-            acc: *a,
-            value: f32c(0.0),
-        }));
-        per_row.push(lanes(&sums, BinaryOp::Add));
-        per_row.push(Stmt::Assign {
-            acc: sum,
-            value: fold(&sums, BinaryOp::Add, f32c(0.0)),
-        });
-        per_row.extend(vec![
-            Stmt::Assign {
-                acc: alpha,
-                value: Expr::Select {
-                    cond: Box::new(is_inf(m_old.clone())),
-                    a: Box::new(f32c(0.0)),
-                    b: Box::new(exp(f(BinaryOp::Sub, m_old, Expr::Acc(mx)))),
-                },
-            },
-            store(
-                lbuf,
-                ml_at(rv.clone()),
-                f(
-                    BinaryOp::Add,
-                    f(
-                        BinaryOp::Mul,
-                        load(lbuf, ml_at(rv.clone())),
-                        Expr::Acc(alpha),
-                    ),
-                    Expr::Acc(sum),
+        // The passes after x: `pre` maps a stored score to x (the scale for full tiles).
+        let row_pass = |pre: &dyn Fn(Expr) -> Expr, head: Vec<Stmt>| -> Vec<Stmt> {
+            let mut out_row = head;
+            out_row.extend(init_lanes(&maxes, &neg_inf));
+            out_row.push(serial(
+                g,
+                int(TK / LANES),
+                maxes
+                    .iter()
+                    .enumerate()
+                    .map(|(l, acc)| Stmt::Assign {
+                        acc: *acc,
+                        value: f(
+                            BinaryOp::Max,
+                            Expr::Acc(*acc),
+                            load(sbuf, lane_at(l as i64)),
+                        ),
+                    })
+                    .collect(),
+            ));
+            out_row.push(Stmt::Assign {
+                acc: mx,
+                value: f(
+                    BinaryOp::Max,
+                    m_old.clone(),
+                    pre(fold(&maxes[1..], BinaryOp::Max, Expr::Acc(maxes[0]))),
                 ),
-            ),
-            store(mbuf, ml_at(rv.clone()), Expr::Acc(mx)),
-            serial(
-                e,
-                ee.clone(),
-                vec![store(
-                    out,
-                    o_at(rv.clone(), ev.clone()),
+            });
+            // p = e^{x − mx} stored over the score (no reduction in this pass, so it
+            // vectorises), then its lanes' sums.
+            let xc = pre(load(sbuf, s_at(rv.clone(), cv.clone())));
+            let p = Expr::Select {
+                cond: Box::new(is_inf(xc.clone())),
+                a: Box::new(f32c(0.0)),
+                b: Box::new(exp(f(BinaryOp::Sub, xc, Expr::Acc(mx)))),
+            };
+            out_row.push(serial(
+                col,
+                int(TK),
+                vec![store(sbuf, s_at(rv.clone(), cv.clone()), p)],
+            ));
+            out_row.extend(init_lanes(&sums, &f32c(0.0)));
+            out_row.push(serial(
+                g,
+                int(TK / LANES),
+                sums.iter()
+                    .enumerate()
+                    .map(|(l, acc)| Stmt::Assign {
+                        acc: *acc,
+                        value: f(
+                            BinaryOp::Add,
+                            Expr::Acc(*acc),
+                            load(sbuf, lane_at(l as i64)),
+                        ),
+                    })
+                    .collect(),
+            ));
+            out_row.push(Stmt::Assign {
+                acc: sum,
+                value: fold(&sums, BinaryOp::Add, f32c(0.0)),
+            });
+            out_row.extend(vec![
+                Stmt::Assign {
+                    acc: alpha,
+                    value: Expr::Select {
+                        cond: Box::new(is_inf(m_old.clone())),
+                        a: Box::new(f32c(0.0)),
+                        b: Box::new(exp(f(BinaryOp::Sub, m_old.clone(), Expr::Acc(mx)))),
+                    },
+                },
+                store(
+                    lbuf,
+                    ml_at(rv.clone()),
                     f(
-                        BinaryOp::Mul,
-                        load(out, o_at(rv.clone(), ev.clone())),
-                        Expr::Acc(alpha),
+                        BinaryOp::Add,
+                        f(
+                            BinaryOp::Mul,
+                            load(lbuf, ml_at(rv.clone())),
+                            Expr::Acc(alpha),
+                        ),
+                        Expr::Acc(sum),
                     ),
-                )],
-            ),
-        ]);
+                ),
+                store(mbuf, ml_at(rv.clone()), Expr::Acc(mx)),
+                Stmt::If {
+                    cond: wbin(BinaryOp::Ne, Ty::F32, Expr::Acc(alpha), f32c(1.0)),
+                    body: vec![serial(
+                        e,
+                        ee.clone(),
+                        vec![store(
+                            out,
+                            o_at(rv.clone(), ev.clone()),
+                            f(
+                                BinaryOp::Mul,
+                                load(out, o_at(rv.clone(), ev.clone())),
+                                Expr::Acc(alpha),
+                            ),
+                        )],
+                    )],
+                },
+            ]);
+            out_row
+        };
+        let masked = row_pass(
+            &|v| v,
+            vec![serial(
+                col,
+                int(TK),
+                vec![store(sbuf, s_at(rv.clone(), cv.clone()), x)],
+            )],
+        );
+        let full = (scale > 0.0 && scale.is_finite())
+            .then(|| row_pass(&|v| f(BinaryOp::Mul, v, f32c(scale)), Vec::new()));
         let pv = Stmt::Gemm(Box::new(Gemm {
             m: rows.clone(),
             n: ee.clone(),
@@ -356,10 +408,30 @@ impl Lowerer<'_> {
             },
             accumulate: true,
         }));
+        let rows_pass = match full {
+            Some(full) => vec![
+                Stmt::If {
+                    cond: Expr::Acc(all),
+                    body: vec![serial(row, rows.clone(), full)],
+                },
+                Stmt::If {
+                    cond: Expr::Select {
+                        cond: Box::new(Expr::Acc(all)),
+                        a: Box::new(Expr::Bool(false)),
+                        b: Box::new(Expr::Bool(true)),
+                    },
+                    body: vec![serial(row, rows.clone(), masked)],
+                },
+            ],
+            None => vec![serial(row, rows.clone(), masked)],
+        };
         let mut tile = probe_mask;
+        let mut body = vec![scores];
+        body.extend(rows_pass);
+        body.push(pv);
         tile.push(Stmt::If {
             cond: Expr::Acc(any),
-            body: vec![scores, serial(row, rows.clone(), per_row), pv],
+            body,
         });
         let nk = div(add(ss, int(TK - 1)), int(TK));
         // Finish: O /= l, NaN for a row with no visible key (l = 0).
