@@ -100,6 +100,26 @@ fn dump_kernels_and_llvm() {
     );
     let (l, _) = ok(&["dump", "ir-specs/lru.seq", "--stage", "llvm"]);
     assert!(l.contains("define void @k0_"), "{l}");
+    // With AVX-512 the kernels ask LLVM's vectoriser for 512-bit vectors (it prefers 256 on
+    // these targets otherwise); with AVX2 they do not.
+    let (v4, _) = ok(&[
+        "dump",
+        "ir-specs/lru.seq",
+        "--stage",
+        "llvm",
+        "--cpu",
+        "x86-64-v4",
+    ]);
+    assert!(v4.contains("\"prefer-vector-width\"=\"512\""), "{v4}");
+    let (v3, _) = ok(&[
+        "dump",
+        "ir-specs/lru.seq",
+        "--stage",
+        "llvm",
+        "--cpu",
+        "x86-64-v3",
+    ]);
+    assert!(!v3.contains("prefer-vector-width"), "{v3}");
 }
 
 #[test]

@@ -13,6 +13,7 @@
 use super::CodegenError;
 use crate::ir::{BinaryOp, UnaryOp};
 use crate::kernel::{BufId, Expr, Gemm, Kernel, Loop, Program, Recur, Stmt, Ty};
+use inkwell::attributes::AttributeLoc;
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
 use inkwell::context::Context;
@@ -42,6 +43,15 @@ pub fn emit_program<'c>(ctx: &'c Context, module: &Module<'c>, p: &Program, vl: 
     for k in &p.kernels {
         let mut e = KernelEmitter::new(ctx, module, p, k)?;
         e.vl = vl;
+        if vl >= 16 {
+            // LLVM's x86 targets with AVX-512 prefer 256-bit vectors when vectorising loops
+            // (frequency licences on older parts); our loops are throughput-bound, so use
+            // the full 512 bits the features give.
+            e.f.add_attribute(
+                AttributeLoc::Function,
+                ctx.create_string_attribute("prefer-vector-width", "512"),
+            );
+        }
         e.emit()?;
     }
     Ok(())
