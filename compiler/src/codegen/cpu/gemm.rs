@@ -9,7 +9,9 @@
 //! padded, on the stack), then a register-blocked micro-kernel keeps an `MR × NR` tile of c in
 //! `MR · NR / VL` vector registers across the slice, one broadcast of a and one fused
 //! multiply-add per register and step. `VL` (floats per vector) follows from the target's
-//! features; edge tiles go through a small stack tile, full ones are stored directly.
+//! features; edge tiles go through a small stack tile, full ones are stored directly. When n fits
+//! one column panel, a is not packed (each row panel would be read once): full row panels are
+//! read in place.
 
 use super::CodegenError;
 use crate::kernel::gemm::{BLOCK_M, BLOCK_N};
