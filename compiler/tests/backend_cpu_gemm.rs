@@ -105,6 +105,19 @@ fn matmul_at_awkward_sizes() {
     }
 }
 
+/// Products one column panel wide (n ≤ the micro-kernel's width, as in tiled attention)
+/// read full row panels of a in place: straight and transposed a, edge row panels, several
+/// slices of k.
+#[test]
+fn one_column_panel() {
+    for (spec, xs) in [("mk,kn->mn", "M, K"), ("km,kn->mn", "K, M")] {
+        for (m, k, n) in [(197, 300, 64), (12, 7, 13), (5, 600, 16), (192, 64, 1)] {
+            let e = check(spec, xs, "K, N", "M, N", &[("M", m), ("K", k), ("N", n)]);
+            assert!(e < TOL, "{spec} {m}×{k}×{n}: {e:.3e}");
+        }
+    }
+}
+
 #[test]
 fn transposed_operands() {
     let dims = [("M", 211), ("K", 263), ("N", 541)];

@@ -9,7 +9,9 @@
 //! padded, on the stack), then a register-blocked micro-kernel keeps an `MR × NR` tile of c in
 //! `MR · NR / VL` vector registers across the slice, one broadcast of a and one fused
 //! multiply-add per register and step. `VL` (floats per vector) follows from the target's
-//! features; edge tiles go through a small stack tile, full ones are stored directly.
+//! features; edge tiles go through a small stack tile, full ones are stored directly. When n fits
+//! one column panel, a is not packed (each row panel would be read once): full row panels are
+//! read in place.
 
 use super::CodegenError;
 use crate::kernel::gemm::{BLOCK_M, BLOCK_N};
@@ -308,36 +310,81 @@ impl<'a, 'c> Gen<'a, 'c> {
                 };
                 g.branch(full, |g| pack(g, false), |g| pack(g, true))
             })?;
-            // Pack a: panel ip, step p, row i at ap[(ip·kc + p)·MR + i].
-            g.each(g.int(0), pm, 1, |g, ip| {
-                let full = g.le(g.mul(g.add(ip, g.int(1))?, g.int(mr))?, m)?;
-                let pack = |g: &Self, guard: bool| {
-                    g.each(g.int(0), kc, 1, |g, p| {
-                        let col = g.mul(g.add(pc, p)?, a_c)?;
-                        let dst = g.mul(g.add(g.mul(ip, kc)?, p)?, g.int(mr))?;
-                        g.each(g.int(0), g.int(mr), 1, |g, i| {
-                            let row = g.add(g.mul(ip, g.int(mr))?, i)?;
-                            let src = || g.add(g.mul(row, a_r)?, col);
-                            let v = if guard {
-                                g.guarded_load(g.lt(row, m)?, a, src)?
-                            } else {
-                                g.load(g.at(a, src()?)?)?
-                            };
-                            g.store(g.at(ap, g.add(dst, i)?)?, v, 4)
+            // One column panel (n ≤ NR, e.g. the products of tiled attention): each row
+            // panel of a meets one panel of b, so packing a would copy it to read it once;
+            // full row panels are read in place, only an edge panel is packed.
+            let one = g.le(n, g.int(nr))?;
+            g.branch(
+                one,
+                |g| {
+                    g.each(g.int(0), pm, 1, |g, ip| {
+                        let full = g.le(g.mul(g.add(ip, g.int(1))?, g.int(mr))?, m)?;
+                        g.branch(
+                            full,
+                            |g| {
+                                let at =
+                                    g.add(g.mul(g.mul(ip, g.int(mr))?, a_r)?, g.mul(pc, a_c)?)?;
+                                let acc = g.micro((g.at(a, at)?, a_r, a_c), bp, g.int(0), kc)?;
+                                g.write(&acc, tile, first, (c, c_r, c_c), (m, n), (ip, g.int(0)))
+                            },
+                            |g| {
+                                g.pack_a(ap, (a, a_r, a_c), (m, pc, kc), ip, true)?;
+                                let a0 = g.at(ap, g.mul(g.mul(ip, kc)?, g.int(mr))?)?;
+                                let acc = g.micro((a0, g.int(1), g.int(mr)), bp, g.int(0), kc)?;
+                                g.write(&acc, tile, first, (c, c_r, c_c), (m, n), (ip, g.int(0)))
+                            },
+                        )
+                    })
+                },
+                |g| {
+                    g.each(g.int(0), pm, 1, |g, ip| {
+                        let full = g.le(g.mul(g.add(ip, g.int(1))?, g.int(mr))?, m)?;
+                        g.branch(
+                            full,
+                            |g| g.pack_a(ap, (a, a_r, a_c), (m, pc, kc), ip, false),
+                            |g| g.pack_a(ap, (a, a_r, a_c), (m, pc, kc), ip, true),
+                        )
+                    })?;
+                    g.each(g.int(0), pn, 1, |g, jp| {
+                        g.each(g.int(0), pm, 1, |g, ip| {
+                            let a0 = g.at(ap, g.mul(g.mul(ip, kc)?, g.int(mr))?)?;
+                            let acc = g.micro((a0, g.int(1), g.int(mr)), bp, jp, kc)?;
+                            g.write(&acc, tile, first, (c, c_r, c_c), (m, n), (ip, jp))
                         })
                     })
-                };
-                g.branch(full, |g| pack(g, false), |g| pack(g, true))
-            })?;
-            g.each(g.int(0), pn, 1, |g, jp| {
-                g.each(g.int(0), pm, 1, |g, ip| {
-                    let acc = g.micro(ap, bp, ip, jp, kc)?;
-                    g.write(&acc, tile, first, (c, c_r, c_c), (m, n), (ip, jp))
-                })
-            })
+                },
+            )
         })?;
         self.b.build_return(None).map_err(llvm)?;
         Ok(())
+    }
+
+    /// Packs row panel `ip` of a's slice `pc..pc + kc` at ap[(ip·kc + p)·MR + i] (rows past
+    /// m as zeros when `guard`; without it, a panel wholly inside the block is copied without
+    /// a test per element, which the vectoriser can widen).
+    fn pack_a(
+        &self,
+        ap: PointerValue<'c>,
+        (a, a_r, a_c): (PointerValue<'c>, IntValue<'c>, IntValue<'c>),
+        (m, pc, kc): (IntValue<'c>, IntValue<'c>, IntValue<'c>),
+        ip: IntValue<'c>,
+        guard: bool,
+    ) -> R<()> {
+        let mr = self.mr;
+        self.each(self.int(0), kc, 1, |g, p| {
+            let col = g.mul(g.add(pc, p)?, a_c)?;
+            let dst = g.mul(g.add(g.mul(ip, kc)?, p)?, g.int(mr))?;
+            g.each(g.int(0), g.int(mr), 1, |g, i| {
+                let row = g.add(g.mul(ip, g.int(mr))?, i)?;
+                let src = || g.add(g.mul(row, a_r)?, col);
+                let v = if guard {
+                    g.guarded_load(g.lt(row, m)?, a, src)?
+                } else {
+                    g.load(g.at(a, src()?)?)?
+                };
+                g.store(g.at(ap, g.add(dst, i)?)?, v, 4)
+            })
+        })
     }
 
     /// `inside ? p[index()] : 0`, loading only when inside.
@@ -365,18 +412,17 @@ impl<'a, 'c> Gen<'a, 'c> {
         Ok(phi.as_basic_value().into_float_value())
     }
 
-    /// The micro-kernel: the MR × NR tile (ip, jp) of the packed product over `kc` steps, as
-    /// MR·NV accumulator vectors (row-major).
+    /// The micro-kernel: the MR × NR tile of column panel `jp` over `kc` steps, as MR·NV
+    /// accumulator vectors (row-major). Row i of a at step p is `a0[i·a_row + p·a_step]`:
+    /// a packed panel (1, MR) or a read in place (a's strides).
     fn micro(
         &self,
-        ap: PointerValue<'c>,
+        (a0, a_row, a_step): (PointerValue<'c>, IntValue<'c>, IntValue<'c>),
         bp: PointerValue<'c>,
-        ip: IntValue<'c>,
         jp: IntValue<'c>,
         kc: IntValue<'c>,
     ) -> R<Vec<VectorValue<'c>>> {
         let (mr, nr, vl) = (self.mr, self.nv * self.vl, self.vl);
-        let a0 = self.at(ap, self.mul(self.mul(ip, kc)?, self.int(mr))?)?;
         let b0 = self.at(bp, self.mul(self.mul(jp, kc)?, self.int(nr))?)?;
         let fma = Intrinsic::find("llvm.fma")
             .and_then(|i| i.get_declaration(self.module, &[self.vt.into()]))
@@ -408,10 +454,10 @@ impl<'a, 'c> Gen<'a, 'c> {
             set_align(&x, (vl * 4) as u32)?;
             bv.push(x.into_vector_value());
         }
-        let acol = self.at(a0, self.mul(pv, self.int(mr))?)?;
+        let acol = self.at(a0, self.mul(pv, a_step)?)?;
         let mut next = Vec::new();
         for i in 0..mr {
-            let s = self.load(self.at(acol, self.int(i))?)?;
+            let s = self.load(self.at(acol, self.mul(self.int(i), a_row)?)?)?;
             let splat = self.splat(s)?;
             for v in 0..self.nv as usize {
                 let acc = phis[i as usize * self.nv as usize + v]
