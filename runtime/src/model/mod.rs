@@ -51,7 +51,7 @@ pub struct Model {
     kernels: exec::Kernels,
     weights: Weights,
     pool: rayon::ThreadPool,
-    /// Arenas of finished calls, reused (zeroed) by later ones: a fresh allocation of tens of
+    /// Arenas of finished calls, reused (not cleared) by later ones: a fresh allocation of tens of
     /// MiB costs a page fault per 4 KiB on first touch, every call.
     arenas: std::sync::Mutex<Vec<Vec<u64>>>,
 }
@@ -217,20 +217,28 @@ impl Model {
         arena_bytes(&self.manifest, dims)
     }
 
-    /// A zeroed arena of `words` u64s: a kept one if one is large enough, else a new one.
+    /// An arena of `words` u64s: a kept one if one is large enough, else a new one. Its
+    /// contents are unspecified: kernels write every arena element before they read it (the
+    /// bytes are shared by liveness, so no buffer can count on starting at zero), and a kept
+    /// arena is not cleared — clearing a 100 MB arena cost every call a `memset`. Debug builds
+    /// (the tests) fill it with a NaN pattern instead, so a kernel that reads an element
+    /// before writing it makes the tests fail.
     fn take_arena(&self, words: usize) -> Vec<u64> {
         let kept = self.arenas.lock().ok().and_then(|mut v| {
             let i = v.iter().position(|a| a.len() >= words)?;
             Some(v.swap_remove(i))
         });
-        match kept {
+        let mut a = match kept {
             Some(mut a) => {
                 a.truncate(words);
-                a.fill(0);
                 a
             }
             None => vec![0u64; words],
+        };
+        if cfg!(debug_assertions) {
+            a.fill(ARENA_POISON);
         }
+        a
     }
 
     /// Keeps an arena for later calls (at most one per worker thread plus one).
@@ -355,6 +363,10 @@ pub fn arena_bytes(m: &Manifest, dims: &DimValues) -> Result<usize, ModelError> 
     let (_, reqs) = arena_requests(m, dims)?;
     Ok(plan::place(&reqs).1)
 }
+
+/// What debug builds fill arenas with: two f32 quiet NaNs per word (also a NaN as f64, and
+/// an out-of-range value as any index).
+const ARENA_POISON: u64 = 0x7FC0_0001_7FC0_0001;
 
 /// The element count of buffer `k` at `bound`, refused when it is not a usable size.
 fn numel(m: &Manifest, k: usize, bound: &DimValues) -> Result<usize, ModelError> {
