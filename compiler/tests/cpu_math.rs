@@ -166,7 +166,7 @@ type Fun = unsafe extern "C" fn(*const u8, *mut u8, i64);
 fn run(lib: &libloading::Library, op: UnaryOp, xs: &[f64], single: bool) -> Vec<f64> {
     let name = format!("seqc_math_{}", seqc::ir::op::unary_name(op));
     // unsafe: calling into the generated shared object (see the SAFETY notes).
-    #[allow(unsafe_code)]
+    #[allow(unsafe_code)] // (why: calls generated machine code through a raw symbol)
     // SAFETY: the symbol has the signature `Fun` (math_shared_object's contract); x and y
     // hold n elements of the type.
     unsafe {

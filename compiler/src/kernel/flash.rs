@@ -274,28 +274,25 @@ impl Lowerer<'_> {
                 })
                 .collect()
         };
+        // One pass over the row's stored values, each lane accumulator `op`-ing its columns.
+        let lane_pass = |accs: &[super::Acc], op: BinaryOp| -> Stmt {
+            let body = accs
+                .iter()
+                .enumerate()
+                .map(|(l, acc)| Stmt::Assign {
+                    acc: *acc,
+                    value: f(op, Expr::Acc(*acc), load(sbuf, lane_at(l as i64))),
+                })
+                .collect();
+            serial(g, int(TK / LANES), body)
+        };
         let sum = self.acc(Ty::F32);
         let alpha = self.acc(Ty::F32);
         // The passes after x: `pre` maps a stored score to x (the scale for full tiles).
         let row_pass = |pre: &dyn Fn(Expr) -> Expr, head: Vec<Stmt>| -> Vec<Stmt> {
             let mut out_row = head;
             out_row.extend(init_lanes(&maxes, &neg_inf));
-            out_row.push(serial(
-                g,
-                int(TK / LANES),
-                maxes
-                    .iter()
-                    .enumerate()
-                    .map(|(l, acc)| Stmt::Assign {
-                        acc: *acc,
-                        value: f(
-                            BinaryOp::Max,
-                            Expr::Acc(*acc),
-                            load(sbuf, lane_at(l as i64)),
-                        ),
-                    })
-                    .collect(),
-            ));
+            out_row.push(lane_pass(&maxes, BinaryOp::Max));
             out_row.push(Stmt::Assign {
                 acc: mx,
                 value: f(
@@ -318,21 +315,7 @@ impl Lowerer<'_> {
                 vec![store(sbuf, s_at(rv.clone(), cv.clone()), p)],
             ));
             out_row.extend(init_lanes(&sums, &f32c(0.0)));
-            out_row.push(serial(
-                g,
-                int(TK / LANES),
-                sums.iter()
-                    .enumerate()
-                    .map(|(l, acc)| Stmt::Assign {
-                        acc: *acc,
-                        value: f(
-                            BinaryOp::Add,
-                            Expr::Acc(*acc),
-                            load(sbuf, lane_at(l as i64)),
-                        ),
-                    })
-                    .collect(),
-            ));
+            out_row.push(lane_pass(&sums, BinaryOp::Add));
             out_row.push(Stmt::Assign {
                 acc: sum,
                 value: fold(&sums, BinaryOp::Add, f32c(0.0)),

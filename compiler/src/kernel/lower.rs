@@ -813,21 +813,7 @@ impl<'g> Lowerer<'g> {
         };
         let av = self.access(ins[0], &broadcast_index(&idx, self.dims_of(ins[0])))?;
         let bv = self.access(ins[1], &idx)?;
-        let next = Expr::Cast {
-            from: Ty::F64,
-            to: ty,
-            x: Box::new(wbin(
-                BinaryOp::Add,
-                Ty::F64,
-                wbin(
-                    BinaryOp::Mul,
-                    Ty::F64,
-                    widen(av, ty),
-                    widen(Expr::Acc(h), ty),
-                ),
-                widen(bv, ty),
-            )),
-        };
+        let next = scan_step(av, Expr::Acc(h), bv, ty);
         let step = vec![
             Stmt::Assign {
                 acc: h,
@@ -1203,6 +1189,21 @@ fn without(vars: &[Var], shape: &[Expr], axis: usize) -> (Vec<Var>, Vec<Expr>) {
     v.remove(axis);
     s.remove(axis);
     (v, s)
+}
+
+/// One step of a linear scan, h ← a·h + b, computed in f64 and rounded once to `ty` (as the
+/// interpreter computes it).
+pub(super) fn scan_step(a: Expr, h: Expr, b: Expr, ty: Ty) -> Expr {
+    Expr::Cast {
+        from: Ty::F64,
+        to: ty,
+        x: Box::new(wbin(
+            BinaryOp::Add,
+            Ty::F64,
+            wbin(BinaryOp::Mul, Ty::F64, widen(a, ty), widen(h, ty)),
+            widen(b, ty),
+        )),
+    }
 }
 
 pub(super) fn wbin(op: BinaryOp, ty: Ty, a: Expr, b: Expr) -> Expr {

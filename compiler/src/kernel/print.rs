@@ -109,15 +109,7 @@ fn print_body(s: &mut String, p: &Program, body: &[Stmt], depth: usize) {
                 let _ = writeln!(s, "{pad}a{} = {}", acc.0, expr(p, value));
             }
             Stmt::Gemm(g) => {
-                let m = |x: &Strided| {
-                    format!(
-                        "b{}[{} + i·{} + j·{}]",
-                        x.buf.0,
-                        expr(p, &x.offset),
-                        expr(p, &x.rows),
-                        expr(p, &x.cols)
-                    )
-                };
+                let m = |x: &Strided| strided(p, x);
                 let _ = writeln!(
                     s,
                     "{pad}gemm {} {} {} · {} (m {}, n {}, k {})",
@@ -131,15 +123,7 @@ fn print_body(s: &mut String, p: &Program, body: &[Stmt], depth: usize) {
                 );
             }
             Stmt::Recur(r) => {
-                let m = |x: &Strided| {
-                    format!(
-                        "b{}[{} + i·{} + j·{}]",
-                        x.buf.0,
-                        expr(p, &x.offset),
-                        expr(p, &x.rows),
-                        expr(p, &x.cols)
-                    )
-                };
+                let m = |x: &Strided| strided(p, x);
                 let d = r.decay.as_ref().map_or("1".to_string(), m);
                 let _ = writeln!(
                     s,
@@ -205,4 +189,15 @@ pub fn expr(p: &Program, e: &Expr) -> String {
             format!("checked({}, {})", expr(p, index), expr(p, len))
         }
     }
+}
+
+/// A strided view as `b<buf>[offset + i·rows + j·cols]`.
+fn strided(p: &Program, x: &Strided) -> String {
+    format!(
+        "b{}[{} + i·{} + j·{}]",
+        x.buf.0,
+        expr(p, &x.offset),
+        expr(p, &x.rows),
+        expr(p, &x.cols)
+    )
 }

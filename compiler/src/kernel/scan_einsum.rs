@@ -14,7 +14,7 @@
 //! multiply-add, rounded to the dtype), the contraction summed in f64 and rounded once.
 
 use super::access::{add, div, flat, int, min, mul, sub, unflatten};
-use super::lower::{Lowerer, serial, wbin, widen};
+use super::lower::{Lowerer, scan_step, serial, wbin, widen};
 use super::{Acc, BufId, Expr, KernelError, Loop, Stmt, Ty, Var};
 use crate::ir::{BinaryOp, Graph, NodeId, Op};
 
@@ -177,21 +177,7 @@ impl Lowerer<'_> {
         let bi = bidx(self, sins[1]);
         let bv = self.access(sins[1], &bi)?;
         let h = self.acc(sty);
-        let next = Expr::Cast {
-            from: Ty::F64,
-            to: sty,
-            x: Box::new(wbin(
-                BinaryOp::Add,
-                Ty::F64,
-                wbin(
-                    BinaryOp::Mul,
-                    Ty::F64,
-                    widen(av, sty),
-                    widen(s_at.clone(), sty),
-                ),
-                widen(bv, sty),
-            )),
-        };
+        let next = scan_step(av, s_at.clone(), bv, sty);
         let yv = self.access(other, &at_letters(&ot))?;
         let wide = Ty::F64;
         let (sv, yv) = if p == 0 {

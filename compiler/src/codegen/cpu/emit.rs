@@ -12,7 +12,7 @@
 
 use super::CodegenError;
 use crate::ir::{BinaryOp, UnaryOp};
-use crate::kernel::{BufId, Expr, Gemm, Kernel, Loop, Program, Recur, Stmt, Ty};
+use crate::kernel::{BufId, Expr, Gemm, Kernel, Loop, Program, Recur, Stmt, Strided, Ty};
 use inkwell::attributes::AttributeLoc;
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
@@ -31,11 +31,7 @@ use seqc_runtime::DType;
 pub const STATUS_INDEX: i64 = 1;
 pub const STATUS_DIV_ZERO: i64 = 2;
 
-type R<T> = Result<T, CodegenError>;
-
-fn llvm<E: std::fmt::Display>(e: E) -> CodegenError {
-    CodegenError::Llvm(e.to_string())
-}
+use super::build::{R, llvm};
 
 /// Adds one function per kernel of `p` to `module`.
 /// `vl` is the target's f32 vector width (floats per register), for the block products.
@@ -237,16 +233,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
             args.push(self.expr(e)?.into_int_value().into());
         }
         for s in [&g.a, &g.b, &g.c] {
-            let off = self.expr(&s.offset)?.into_int_value();
-            let base = gep(
-                &self.b,
-                self.ctx.f32_type().into(),
-                self.buf_ptr(s.buf)?,
-                off,
-            )?;
-            args.push(base.into());
-            args.push(self.expr(&s.rows)?.into_int_value().into());
-            args.push(self.expr(&s.cols)?.into_int_value().into());
+            self.strided_args(s, true, &mut args)?;
         }
         args.push(self.i64t.const_int(g.accumulate as u64, false).into());
         self.b.build_call(f, &args, "").map_err(llvm)?;
@@ -272,20 +259,32 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
             (&r.state, false),
             (d, true),
         ] {
-            let off = self.expr(&s.offset)?.into_int_value();
-            let base = gep(
-                &self.b,
-                self.ctx.f32_type().into(),
-                self.buf_ptr(s.buf)?,
-                off,
-            )?;
-            args.push(base.into());
-            args.push(self.expr(&s.rows)?.into_int_value().into());
-            if cols {
-                args.push(self.expr(&s.cols)?.into_int_value().into());
-            }
+            self.strided_args(s, cols, &mut args)?;
         }
         self.b.build_call(f, &args, "").map_err(llvm)?;
+        Ok(())
+    }
+
+    /// A strided f32 view as call arguments: its base pointer, its row stride and (with
+    /// `cols`) its column stride.
+    fn strided_args(
+        &mut self,
+        s: &Strided,
+        cols: bool,
+        args: &mut Vec<BasicMetadataValueEnum<'c>>,
+    ) -> R<()> {
+        let off = self.expr(&s.offset)?.into_int_value();
+        let base = gep(
+            &self.b,
+            self.ctx.f32_type().into(),
+            self.buf_ptr(s.buf)?,
+            off,
+        )?;
+        args.push(base.into());
+        args.push(self.expr(&s.rows)?.into_int_value().into());
+        if cols {
+            args.push(self.expr(&s.cols)?.into_int_value().into());
+        }
         Ok(())
     }
 

@@ -14,6 +14,7 @@
 //! read in place.
 
 use super::CodegenError;
+use super::build::{IntOps, R, llvm, set_align};
 use crate::kernel::gemm::{BLOCK_M, BLOCK_N};
 use inkwell::builder::Builder;
 use inkwell::context::Context;
@@ -22,12 +23,6 @@ use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicMetadataTypeEnum, FloatType, IntType, VectorType};
 use inkwell::values::{BasicValue, FunctionValue, IntValue, PointerValue, VectorValue};
 use inkwell::{AddressSpace, IntPredicate};
-
-type R<T> = Result<T, CodegenError>;
-
-fn llvm<E: std::fmt::Display>(e: E) -> CodegenError {
-    CodegenError::Llvm(e.to_string())
-}
 
 /// The function's symbol.
 pub const NAME: &str = "seqc_gemm_f32";
@@ -90,6 +85,18 @@ struct Gen<'a, 'c> {
     nv: u64,
 }
 
+impl<'c> IntOps<'c> for Gen<'_, 'c> {
+    fn builder(&self) -> &Builder<'c> {
+        &self.b
+    }
+    fn func(&self) -> FunctionValue<'c> {
+        self.f
+    }
+    fn i64t(&self) -> IntType<'c> {
+        self.i64t
+    }
+}
+
 impl<'a, 'c> Gen<'a, 'c> {
     fn new(ctx: &'c Context, module: &'a Module<'c>, f: FunctionValue<'c>, vl: u32) -> Self {
         let (mr, nv) = shape(vl);
@@ -105,54 +112,6 @@ impl<'a, 'c> Gen<'a, 'c> {
             mr,
             nv,
         }
-    }
-
-    fn int(&self, v: u64) -> IntValue<'c> {
-        self.i64t.const_int(v, false)
-    }
-
-    fn iarg(&self, i: u32) -> IntValue<'c> {
-        self.f.get_nth_param(i).expect("declared").into_int_value()
-    }
-
-    fn parg(&self, i: u32) -> PointerValue<'c> {
-        self.f
-            .get_nth_param(i)
-            .expect("declared")
-            .into_pointer_value()
-    }
-
-    fn add(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
-        self.b.build_int_add(a, b, "").map_err(llvm)
-    }
-
-    fn mul(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
-        self.b.build_int_mul(a, b, "").map_err(llvm)
-    }
-
-    fn sub(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
-        self.b.build_int_sub(a, b, "").map_err(llvm)
-    }
-
-    fn lt(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
-        self.b
-            .build_int_compare(IntPredicate::SLT, a, b, "")
-            .map_err(llvm)
-    }
-
-    fn le(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
-        self.b
-            .build_int_compare(IntPredicate::SLE, a, b, "")
-            .map_err(llvm)
-    }
-
-    fn min(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
-        let c = self.lt(a, b)?;
-        Ok(self
-            .b
-            .build_select(c, a, b, "")
-            .map_err(llvm)?
-            .into_int_value())
     }
 
     /// `&p[i]` for f32 elements.
@@ -569,11 +528,4 @@ impl<'a, 'c> Gen<'a, 'c> {
             },
         )
     }
-}
-
-fn set_align<'c>(v: &impl BasicValue<'c>, align: u32) -> R<()> {
-    if let Some(i) = v.as_instruction_value() {
-        i.set_alignment(align).map_err(llvm)?;
-    }
-    Ok(())
 }

@@ -22,11 +22,7 @@ use inkwell::types::{FloatType, IntType};
 use inkwell::values::{BasicValue, FloatValue, IntValue};
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
 
-type R<T> = Result<T, CodegenError>;
-
-fn llvm<E: std::fmt::Display>(e: E) -> CodegenError {
-    CodegenError::Llvm(e.to_string())
-}
+use super::build::{R, llvm};
 
 /// ln 2 as hi + lo: hi has few significant bits (k·hi is exact for every k used), lo is the
 /// rest of ln 2 rounded to the working precision.

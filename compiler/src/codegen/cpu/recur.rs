@@ -17,20 +17,15 @@
 //! is masked (masked loads read 0, masked stores skip).
 
 use super::CodegenError;
+use super::build::{IntOps, R, llvm, set_align};
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::builder::Builder;
 use inkwell::context::Context;
 use inkwell::intrinsics::Intrinsic;
 use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicMetadataTypeEnum, FloatType, IntType, VectorType};
-use inkwell::values::{BasicValue, FunctionValue, IntValue, PointerValue, VectorValue};
+use inkwell::values::{FunctionValue, IntValue, PointerValue, VectorValue};
 use inkwell::{AddressSpace, IntPredicate};
-
-type R<T> = Result<T, CodegenError>;
-
-fn llvm<E: std::fmt::Display>(e: E) -> CodegenError {
-    CodegenError::Llvm(e.to_string())
-}
 
 /// Vectors of columns per pass.
 const NV: u64 = 4;
@@ -104,49 +99,19 @@ struct Args<'c> {
     d: (PointerValue<'c>, IntValue<'c>, IntValue<'c>),
 }
 
-impl<'c> Gen<'_, 'c> {
-    fn int(&self, v: u64) -> IntValue<'c> {
-        self.i64t.const_int(v, false)
+impl<'c> IntOps<'c> for Gen<'_, 'c> {
+    fn builder(&self) -> &Builder<'c> {
+        &self.b
     }
-
-    fn iarg(&self, i: u32) -> IntValue<'c> {
-        self.f.get_nth_param(i).expect("declared").into_int_value()
-    }
-
-    fn parg(&self, i: u32) -> PointerValue<'c> {
+    fn func(&self) -> FunctionValue<'c> {
         self.f
-            .get_nth_param(i)
-            .expect("declared")
-            .into_pointer_value()
     }
-
-    fn add(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
-        self.b.build_int_add(a, b, "").map_err(llvm)
+    fn i64t(&self) -> IntType<'c> {
+        self.i64t
     }
+}
 
-    fn mul(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
-        self.b.build_int_mul(a, b, "").map_err(llvm)
-    }
-
-    fn sub(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
-        self.b.build_int_sub(a, b, "").map_err(llvm)
-    }
-
-    fn lt(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
-        self.b
-            .build_int_compare(IntPredicate::SLT, a, b, "")
-            .map_err(llvm)
-    }
-
-    fn min(&self, a: IntValue<'c>, b: IntValue<'c>) -> R<IntValue<'c>> {
-        let c = self.lt(a, b)?;
-        Ok(self
-            .b
-            .build_select(c, a, b, "")
-            .map_err(llvm)?
-            .into_int_value())
-    }
-
+impl<'c> Gen<'_, 'c> {
     /// `&p[i]` for f32 elements.
     fn at(&self, p: PointerValue<'c>, i: IntValue<'c>) -> R<PointerValue<'c>> {
         // The generated code indexes within the views the caller passes: rows × width of
@@ -632,11 +597,4 @@ impl<'c> Gen<'_, 'c> {
         }
         Ok(())
     }
-}
-
-fn set_align<'c>(v: &impl BasicValue<'c>, align: u32) -> R<()> {
-    if let Some(i) = v.as_instruction_value() {
-        i.set_alignment(align).map_err(llvm)?;
-    }
-    Ok(())
 }
