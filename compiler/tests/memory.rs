@@ -30,6 +30,7 @@ fn dims(t: i64) -> DimBindings {
 #[test]
 fn arena_grows_linearly_in_t_where_the_optimised_work_does() {
     let (mut linear, mut failures) = (0, Vec::new());
+    let mut last = None;
     println!("| spec | FLOPs ×, 4k → 16k | arena T = 4096 | arena T = 16384 | × |");
     for path in specs() {
         let spec = path.file_stem().unwrap().to_string_lossy().into_owned();
@@ -52,6 +53,7 @@ fn arena_grows_linearly_in_t_where_the_optimised_work_does() {
             .unwrap_or_else(|e| panic!("{spec}: {e}"));
         let a4 = seqc_runtime::model::arena_bytes(&m, &dims(4096)).expect("arena at 4096");
         let a16 = seqc_runtime::model::arena_bytes(&m, &dims(16384)).expect("arena at 16384");
+        last = Some(m);
         let ar = a16 as f64 / a4 as f64;
         println!(
             "| {spec} | {fr:.2} | {:.1} MiB | {:.1} MiB | {ar:.2} |",
@@ -65,6 +67,13 @@ fn arena_grows_linearly_in_t_where_the_optimised_work_does() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Sizes need every dim: a missing one is named, not guessed.
+    let m = last.expect("a linear spec was compiled");
+    let only_b: seqc_runtime::DimValues = [("B".to_string(), 1)].into_iter().collect();
+    let e = seqc_runtime::model::arena_bytes(&m, &only_b)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dim `T` is not bound"), "{e}");
     // Most specs are linear after optimisation (the recurrences, linear attention, windowed
     // and sparse attention); a classification that finds none would test nothing.
     assert!(linear >= 20, "only {linear} specs classified linear");
