@@ -111,6 +111,56 @@ fn reusable_across_calls_and_threads() {
 }
 
 #[test]
+fn run_into_writes_the_callers_tensors_and_reuses_their_storage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    build(dir.path());
+    let m = load(dir.path()).expect("loads");
+    let mut out = BTreeMap::new();
+    m.run_into(&inputs(2, vec![3, 0]), &DimValues::new(), &mut out)
+        .expect("runs");
+    // The hand-checked values of `runs_with_hand_checked_values_and_mapped_weights`.
+    assert_eq!(out["y"].data, TensorData::F32(vec![9.0, 1.0, 27.0, -0.5]));
+    assert_eq!(out["rows"].data, TensorData::F32(vec![6.0, 7.0, 0.0, 1.0]));
+    let ptr = |o: &BTreeMap<String, HostTensor>| match &o["y"].data {
+        TensorData::F32(v) => v.as_ptr(),
+        d => panic!("y is {:?}", d.dtype()),
+    };
+    // Grow to T = 5, then shrink to T = 3: each call's values are those of a fresh `run`, and
+    // the shrinking call keeps the storage (the kernels wrote into it, nothing was copied in).
+    for (t, same) in [(5, false), (3, true), (3, true)] {
+        let before = ptr(&out);
+        let idx: Vec<i32> = (0..t as i32).map(|i| i % 4).collect();
+        m.run_into(&inputs(t, idx.clone()), &DimValues::new(), &mut out)
+            .expect("runs");
+        let fresh = m.run(&inputs(t, idx), &DimValues::new()).expect("runs");
+        assert_eq!(out, fresh, "T = {t}");
+        if same {
+            assert_eq!(ptr(&out), before, "T = {t}: the output was reallocated");
+        }
+    }
+    let run = |o: &mut BTreeMap<String, HostTensor>| {
+        m.run_into(&inputs(2, vec![0, 1]), &DimValues::new(), o)
+            .unwrap_err()
+            .to_string()
+    };
+    let mut extra = out.clone();
+    extra.insert("z".into(), HostTensor::f32(vec![1], vec![0.0]));
+    assert_eq!(
+        run(&mut extra),
+        "`z` is not an output of the model (its outputs: y, rows)"
+    );
+    let mut wrong = out.clone();
+    wrong.insert(
+        "y".into(),
+        HostTensor::new("y", vec![2], TensorData::I32(vec![0, 0])).expect("shape"),
+    );
+    assert_eq!(
+        run(&mut wrong),
+        "output `y`: expected f32[B, T, 2], found i32[2]"
+    );
+}
+
+#[test]
 fn an_index_out_of_range_is_an_error_naming_the_kernel() {
     let dir = tempfile::tempdir().expect("tempdir");
     build(dir.path());

@@ -1,5 +1,5 @@
 //! The C API's functions called directly (as C would): hand-checked results, the model's
-//! queries, several threads on one model, and every refusal — wrong path, corrupt manifest,
+//! queries, outputs reused across calls, several threads on one model, and every refusal — wrong path, corrupt manifest,
 //! missing weight, invalid weights file, null pointers, non-UTF-8 strings, unknown codes,
 //! indices out of range, wrong input name, dtype, shape or byte length, a kernel failure —
 //! each with its status and a message naming the thing.
@@ -240,6 +240,75 @@ fn runs_with_hand_checked_values_and_answers_queries() {
             SeqcStatus::OutOfRange,
             &["2 dims"],
         );
+        seqc_model_free(m);
+    }
+}
+
+/// `seqc_model_run_into` on `o`.
+fn run_into(m: *const SeqcModel, ins: &[In], o: *mut SeqcOutputs) -> SeqcStatus {
+    let views: Vec<SeqcInput> = ins.iter().map(In::view).collect();
+    // SAFETY: views point into `ins`, alive for the call; `o` is null or live.
+    unsafe { seqc_model_run_into(m, views.as_ptr(), views.len(), null(), 0, o) }
+}
+
+/// The data pointer of output `name`.
+fn data_ptr(o: *const SeqcOutputs, name: &str) -> *const std::ffi::c_void {
+    let mut v = std::mem::MaybeUninit::<SeqcTensorView>::uninit();
+    let n = CString::new(name).expect("name");
+    // SAFETY: live outputs, valid string and out-pointer; written on success.
+    unsafe {
+        assert_eq!(
+            seqc_outputs_find(o, n.as_ptr(), v.as_mut_ptr()),
+            SeqcStatus::Ok
+        );
+        v.assume_init().data
+    }
+}
+
+#[test]
+fn run_into_writes_the_next_call_into_the_same_outputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (d, w) = build(dir.path(), true);
+    let m = load(&d, &w);
+    let (s, o) = run(m, &inputs(3, &[0, 1, 2]));
+    assert_eq!(s, SeqcStatus::Ok, "{}", last());
+    // Shrink to T = 2: the hand-checked values of the first test, in the same memory.
+    let before = data_ptr(o, "y");
+    assert_eq!(
+        run_into(m, &inputs(2, &[3, 0]), o),
+        SeqcStatus::Ok,
+        "{}",
+        last()
+    );
+    assert_eq!(output(o, "y"), (vec![1, 2, 2], vec![9.0, 1.0, 27.0, -0.5]));
+    assert_eq!(output(o, "rows"), (vec![2, 2], vec![6.0, 7.0, 0.0, 1.0]));
+    assert_eq!(data_ptr(o, "y"), before, "the output was reallocated");
+    // Grow to T = 5: the values of a fresh run.
+    let ins = inputs(5, &[1, 2, 3, 0, 1]);
+    assert_eq!(run_into(m, &ins, o), SeqcStatus::Ok, "{}", last());
+    let (s, fresh) = run(m, &ins);
+    assert_eq!(s, SeqcStatus::Ok, "{}", last());
+    for name in ["y", "rows"] {
+        assert_eq!(output(o, name), output(fresh, name), "{name}");
+    }
+    // A failed call leaves the object whole: both outputs still there.
+    fails(
+        run_into(m, &inputs(2, &[0, 9]), o),
+        SeqcStatus::Kernel,
+        &["seqc_model_run_into", "out of range"],
+    );
+    let mut count = 0;
+    // SAFETY (this block): live objects, valid out-pointers; each freed once.
+    unsafe {
+        assert_eq!(seqc_outputs_count(o, &mut count), SeqcStatus::Ok);
+        assert_eq!(count, 2);
+        fails(
+            run_into(m, &ins, null_mut()),
+            SeqcStatus::NullArgument,
+            &["seqc_model_run_into", "outputs"],
+        );
+        seqc_outputs_free(o);
+        seqc_outputs_free(fresh);
         seqc_model_free(m);
     }
 }

@@ -121,7 +121,8 @@ typedef struct SeqcModel SeqcModel;
 
 /**
  * The outputs of one `seqc_model_run`, in the model's output order. Owned by the caller;
- * free it with `seqc_outputs_free`. Views into it live until then.
+ * free it with `seqc_outputs_free`. Views into it live until then, or until it is passed to
+ * `seqc_model_run_into`, which writes the next call's outputs into the same memory.
  */
 typedef struct SeqcOutputs SeqcOutputs;
 
@@ -332,6 +333,28 @@ SeqcStatus seqc_model_run(const SeqcModel *model,
                           const SeqcDim *dims,
                           size_t n_dims,
                           SeqcOutputs **outputs);
+
+/**
+ * Runs `model` like `seqc_model_run`, writing the outputs into `outputs`, an outputs
+ * object from an earlier `seqc_model_run` of this model: its memory is reused (resized to
+ * this call's shapes when they differ), so an app calling in a loop pays no allocation or
+ * copy per call for its outputs. Views taken from `outputs` before the call are invalid
+ * after it; take them again. On failure the object stays valid (every output present) but
+ * its contents are unspecified.
+ *
+ * Fails as `seqc_model_run` does, and with `SEQC_STATUS_INVALID_ARGUMENT` when `outputs`
+ * holds outputs of another model (an unknown name or another dtype).
+ *
+ * # Safety
+ * As `seqc_model_run`, except that `outputs` is null or a live outputs object that no
+ * other thread uses during the call.
+ */
+SeqcStatus seqc_model_run_into(const SeqcModel *model,
+                               const SeqcInput *inputs,
+                               size_t n_inputs,
+                               const SeqcDim *dims,
+                               size_t n_dims,
+                               SeqcOutputs *outputs);
 
 /**
  * The message of the last failed call on this thread, or `""` if the last call succeeded.

@@ -41,5 +41,5 @@ pub use outputs::{
     SeqcOutputs, SeqcTensorView, seqc_outputs_count, seqc_outputs_find, seqc_outputs_free,
     seqc_outputs_get,
 };
-pub use run::{SeqcDim, SeqcInput, seqc_model_run};
+pub use run::{SeqcDim, SeqcInput, seqc_model_run, seqc_model_run_into};
 pub use status::{SeqcDtype, SeqcKind, SeqcStatus, seqc_last_error, seqc_version};

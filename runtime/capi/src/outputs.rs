@@ -17,7 +17,8 @@ struct Item {
 }
 
 /// The outputs of one `seqc_model_run`, in the model's output order. Owned by the caller;
-/// free it with `seqc_outputs_free`. Views into it live until then.
+/// free it with `seqc_outputs_free`. Views into it live until then, or until it is passed to
+/// `seqc_model_run_into`, which writes the next call's outputs into the same memory.
 pub struct SeqcOutputs {
     items: Vec<Item>,
 }
@@ -46,6 +47,25 @@ impl SeqcOutputs {
             })
             .collect::<Result<Vec<_>, Failure>>()?;
         Ok(SeqcOutputs { items })
+    }
+
+    /// The tensors, by name, for a run to write into (`Model::run_into`); `self` is empty
+    /// until [`SeqcOutputs::put`] gives them back.
+    pub(crate) fn take(&mut self) -> BTreeMap<String, HostTensor> {
+        self.items
+            .drain(..)
+            .map(|it| (it.name.str(0).to_string(), it.tensor))
+            .collect()
+    }
+
+    /// Refills `self` after [`SeqcOutputs::take`], with the run's shapes.
+    pub(crate) fn put(
+        &mut self,
+        m: &Manifest,
+        tensors: BTreeMap<String, HostTensor>,
+    ) -> Result<(), Failure> {
+        *self = SeqcOutputs::new(m, tensors)?;
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Running a model from C: `seqc_model_run` copies the caller's input buffers into host
 //! tensors (checking name, dtype code, shape and byte length first), runs the model and
-//! returns its outputs as a `SeqcOutputs` object.
+//! returns its outputs as a `SeqcOutputs` object; `seqc_model_run_into` writes them into an
+//! existing one.
 
 use crate::ffi;
 use crate::model::SeqcModel;
@@ -128,31 +129,82 @@ pub unsafe extern "C" fn seqc_model_run(
         let out = unsafe { ffi::out(outputs, "outputs") }?;
         *out = std::ptr::null_mut();
         let m = unsafe { ffi::arg(model, "model") }?;
-        let mut tensors = BTreeMap::new();
-        for (i, inp) in unsafe { ffi::slice(inputs, n_inputs, "inputs") }?
-            .iter()
-            .enumerate()
-        {
-            let (name, t) = unsafe { host_tensor(inp, i) }?;
-            if tensors.insert(name.clone(), t).is_some() {
-                return Err(input_failure(&name, "given twice".into()));
-            }
-        }
-        let mut values = DimValues::new();
-        for (i, d) in unsafe { ffi::slice(dims, n_dims, "dims") }?
-            .iter()
-            .enumerate()
-        {
-            let name = unsafe { ffi::string(d.name, &format!("dims[{i}].name")) }?;
-            if values.insert(name.to_string(), d.value).is_some() {
-                return Err(Failure::new(
-                    SeqcStatus::Input,
-                    format!("dim `{name}`: given twice"),
-                ));
-            }
-        }
+        let (tensors, values) = unsafe { call_args(inputs, n_inputs, dims, n_dims) }?;
         let result = m.model.run(&tensors, &values)?;
         *out = Box::into_raw(Box::new(SeqcOutputs::new(m.model.manifest(), result)?));
         Ok(())
     })
+}
+
+/// Runs `model` like `seqc_model_run`, writing the outputs into `outputs`, an outputs
+/// object from an earlier `seqc_model_run` of this model: its memory is reused (resized to
+/// this call's shapes when they differ), so an app calling in a loop pays no allocation or
+/// copy per call for its outputs. Views taken from `outputs` before the call are invalid
+/// after it; take them again. On failure the object stays valid (every output present) but
+/// its contents are unspecified.
+///
+/// Fails as `seqc_model_run` does, and with `SEQC_STATUS_INVALID_ARGUMENT` when `outputs`
+/// holds outputs of another model (an unknown name or another dtype).
+///
+/// # Safety
+/// As `seqc_model_run`, except that `outputs` is null or a live outputs object that no
+/// other thread uses during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn seqc_model_run_into(
+    model: *const SeqcModel,
+    inputs: *const SeqcInput,
+    n_inputs: usize,
+    dims: *const SeqcDim,
+    n_dims: usize,
+    outputs: *mut SeqcOutputs,
+) -> SeqcStatus {
+    guard("seqc_model_run_into", || {
+        // SAFETY (all): the caller's contract above.
+        let o = unsafe { ffi::out(outputs, "outputs") }?;
+        let m = unsafe { ffi::arg(model, "model") }?;
+        let (tensors, values) = unsafe { call_args(inputs, n_inputs, dims, n_dims) }?;
+        let mut kept = o.take();
+        let ran = m.model.run_into(&tensors, &values, &mut kept);
+        // Give the tensors back whatever happened, so the object stays whole.
+        let back = o.put(m.model.manifest(), kept);
+        ran?;
+        back
+    })
+}
+
+/// The inputs and dims of a call, decoded and checked.
+///
+/// # Safety
+/// The pointers satisfy `seqc_model_run`'s contract.
+unsafe fn call_args(
+    inputs: *const SeqcInput,
+    n_inputs: usize,
+    dims: *const SeqcDim,
+    n_dims: usize,
+) -> Result<(BTreeMap<String, HostTensor>, DimValues), Failure> {
+    let mut tensors = BTreeMap::new();
+    // SAFETY (all): the caller's contract.
+    for (i, inp) in unsafe { ffi::slice(inputs, n_inputs, "inputs") }?
+        .iter()
+        .enumerate()
+    {
+        let (name, t) = unsafe { host_tensor(inp, i) }?;
+        if tensors.insert(name.clone(), t).is_some() {
+            return Err(input_failure(&name, "given twice".into()));
+        }
+    }
+    let mut values = DimValues::new();
+    for (i, d) in unsafe { ffi::slice(dims, n_dims, "dims") }?
+        .iter()
+        .enumerate()
+    {
+        let name = unsafe { ffi::string(d.name, &format!("dims[{i}].name")) }?;
+        if values.insert(name.to_string(), d.value).is_some() {
+            return Err(Failure::new(
+                SeqcStatus::Input,
+                format!("dim `{name}`: given twice"),
+            ));
+        }
+    }
+    Ok((tensors, values))
 }

@@ -146,6 +146,9 @@ impl From<ModelError> for Failure {
             | ModelError::ExtraWeight { .. }
             | ModelError::DuplicateWeight { .. } => S::Weights,
             ModelError::Mismatch { kind, .. } if *kind == "weight" => S::Weights,
+            // Outputs reused from another model's run.
+            ModelError::ExtraOutput { .. } => S::InvalidArgument,
+            ModelError::Mismatch { kind, .. } if *kind == "output" => S::InvalidArgument,
             ModelError::MissingInput { .. }
             | ModelError::ExtraInput { .. }
             | ModelError::Mismatch { .. }

@@ -25,6 +25,8 @@ pub enum ModelError {
     MissingInput { name: String, expected: String },
     #[error("`{name}` is not an input of the model (its inputs: {known})")]
     ExtraInput { name: String, known: String },
+    #[error("`{name}` is not an output of the model (its outputs: {known})")]
+    ExtraOutput { name: String, known: String },
     #[error("{kind} `{name}`: expected {expected}, found {found}")]
     Mismatch {
         kind: &'static str,

@@ -1,6 +1,8 @@
 //! A loaded, runnable model: an artifact checked and opened, its weights bound, and a thread
 //! pool. [`Model::run`] binds the symbolic dims from the inputs' shapes, checks every input,
-//! places the arena for those dims, runs the kernels in order and returns the outputs.
+//! places the arena for those dims, runs the kernels in order and returns the outputs;
+//! [`Model::run_into`] does the same into output tensors the caller keeps across calls (the
+//! kernels write them in place: no copy, no fresh pages per call).
 //!
 //! A `Model` is immutable after loading: it can be called repeatedly and from several
 //! threads at once (each call has its own arena). Memory-mapped weight files must not be
@@ -22,6 +24,7 @@
 mod error;
 mod exec;
 pub mod features;
+mod outputs;
 pub mod plan;
 mod weights;
 
@@ -31,6 +34,7 @@ pub use weights::{Weight, Weights};
 use crate::artifact::{ArtifactError, BufferKind, Manifest, TensorSig};
 use crate::sym::DimValues;
 use crate::{DType, HostTensor, TensorData};
+use outputs::{check_outputs, direct_outputs, empty_data, fit};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -115,7 +119,28 @@ impl Model {
         inputs: &BTreeMap<String, HostTensor>,
         dims: &DimValues,
     ) -> Result<BTreeMap<String, HostTensor>, ModelError> {
+        let mut out = BTreeMap::new();
+        self.run_into(inputs, dims, &mut out)?;
+        Ok(out)
+    }
+
+    /// Runs the model like [`Model::run`], writing the outputs into `outputs`. An entry
+    /// already there under an output's name (of the output's dtype; any shape) has its storage
+    /// reused: it is resized to the output's shape and the kernels write into it directly, so
+    /// a caller that keeps the map across calls pays no allocation, copy or first-touch page
+    /// faults for the outputs (tens of MiB per call for a long sequence). Missing entries are
+    /// inserted. An entry that names no output, or holds another dtype, is refused.
+    ///
+    /// On error, the entries' contents are unspecified (their shapes may already be the new
+    /// ones); nothing else about them changes.
+    pub fn run_into(
+        &self,
+        inputs: &BTreeMap<String, HostTensor>,
+        dims: &DimValues,
+        outputs: &mut BTreeMap<String, HostTensor>,
+    ) -> Result<(), ModelError> {
         let m = &self.manifest;
+        check_outputs(m, outputs)?;
         for name in inputs.keys() {
             if !m.inputs.iter().any(|t| &t.name == name) {
                 return Err(ModelError::ExtraInput {
@@ -148,7 +173,18 @@ impl Model {
         // Buffer pointers: inputs, weights, random fills and the arena.
         let mut ptrs: Vec<*mut u8> = vec![std::ptr::null_mut(); m.buffers.len()];
         let mut randoms: Vec<Vec<f32>> = Vec::new();
-        let (arena_bufs, reqs) = arena_requests(m, &bound)?;
+        // Outputs the kernels write straight into the caller's tensors.
+        let direct = direct_outputs(m, &bound)?;
+        for (sig, shape) in &direct {
+            let t = outputs
+                .entry(sig.name.clone())
+                .or_insert_with(|| HostTensor {
+                    shape: Vec::new(),
+                    data: empty_data(sig.dtype),
+                });
+            ptrs[sig.buffer] = fit(t, shape);
+        }
+        let (arena_bufs, reqs) = arena_requests(m, &bound, |k| ptrs[k].is_null())?;
         for (k, b) in m.buffers.iter().enumerate() {
             match &b.kind {
                 BufferKind::Input(name) => {
@@ -198,16 +234,18 @@ impl Model {
                 });
             }
         }
-        let mut out = BTreeMap::new();
         for sig in &m.outputs {
+            if direct.iter().any(|(d, _)| d.name == sig.name) {
+                continue;
+            }
             let shape = eval_shape(sig, &bound)?;
             let n = shape.iter().product::<usize>();
             let t = read_buffer(ptrs[sig.buffer], sig.dtype, n);
-            out.insert(sig.name.clone(), HostTensor::new(&sig.name, shape, t)?);
+            outputs.insert(sig.name.clone(), HostTensor::new(&sig.name, shape, t)?);
         }
         drop(randoms);
         self.give_back(arena);
-        Ok(out)
+        Ok(())
     }
 
     /// The bytes of the arena a call at `dims` places (every intermediate and output buffer,
@@ -360,7 +398,7 @@ fn bind_dims(
 /// The bytes of the arena a call of the artifact `m` places at `dims` (see
 /// `Model::arena_bytes`; no weights needed).
 pub fn arena_bytes(m: &Manifest, dims: &DimValues) -> Result<usize, ModelError> {
-    let (_, reqs) = arena_requests(m, dims)?;
+    let (_, reqs) = arena_requests(m, dims, |_| true)?;
     Ok(plan::place(&reqs).1)
 }
 
@@ -386,14 +424,18 @@ fn numel(m: &Manifest, k: usize, bound: &DimValues) -> Result<usize, ModelError>
         })
 }
 
-/// The arena buffers (indices into the manifest's buffers) and their placement requests.
+/// The arena buffers (indices into the manifest's buffers) that `placed` accepts, and their
+/// placement requests.
 fn arena_requests(
     m: &Manifest,
     bound: &DimValues,
+    placed: impl Fn(usize) -> bool,
 ) -> Result<(Vec<usize>, Vec<plan::Request>), ModelError> {
     let (mut bufs, mut reqs) = (Vec::new(), Vec::new());
     for (k, b) in m.buffers.iter().enumerate() {
-        if let BufferKind::Arena { first, last } = &b.kind {
+        if let BufferKind::Arena { first, last } = &b.kind
+            && placed(k)
+        {
             reqs.push(plan::Request {
                 bytes: numel(m, k, bound)? * b.dtype.size_bytes(),
                 first: *first,
