@@ -5,7 +5,8 @@
 //! `scan_fn` on specs covering several states, captures, bodies with an einsum and a
 //! reduction, scan axes 0, 1 and last, a reversed sequence and bodies returning an input or
 //! one value twice, at T = 1, 2, 13 (prime) and 37; and of a `scan` absorbed by the `einsum`
-//! that contracts it (Mamba's selective scan, `kernel/scan_einsum.rs`).
+//! that contracts it (Mamba's selective scan, `kernel/scan_einsum.rs`); and loops the schedule
+//! pass vectorises or unrolls, at extents that are not a multiple of the vector width.
 
 use seqc::ir::{DimBindings, Graph, parse::parse_graph};
 use seqc::{bind, interp};
@@ -294,6 +295,29 @@ fn fused_groups_with_a_final_reduction_match_the_interpreter() {
 ";
     let e = max_rel_err(ir);
     assert!(e < 1e-4, "{e:.3e}");
+}
+
+/// Loops the schedule pass tags `vector` (37 lanes: two full 16-lane vectors and a tail) and
+/// `unroll(4)` (an elementwise loop and a reduction), at T = 1, 2, 13 and 37.
+#[test]
+fn vector_and_unrolled_loops_match_the_interpreter() {
+    let g = seqc::frontend::load_str(
+        "t.seq",
+        "dim B, T;
+input x: f32[B, T, 37];
+input w: f32[37];
+input c: f32[B, T, 4];
+output y = exp(x) * w + 1.0;
+output u = tanh(c) * 2.0;
+output s = sum(c * c, axis = 2);",
+    )
+    .expect("spec loads");
+    let text = seqc::kernel::print::print_program(&seqc::kernel::lower(&g).expect("lowers"));
+    for tag in ["vector for", "unroll(4) for"] {
+        assert!(text.contains(tag), "no `{tag}` in:\n{text}");
+    }
+    let e = max_rel_err_at(&g, &[1, 2, 13, 37]);
+    assert!(e < 1e-6, "{e:.3e}");
 }
 
 /// Loads a spec (dims B, T) and checks it at T = 1, 2, 13 and 37.

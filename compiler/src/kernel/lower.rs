@@ -35,8 +35,9 @@ pub enum KernelError {
     },
 }
 
-/// Lowers a verified graph to a kernel program. `fused` groups are expanded first
-/// (`inline.rs`), so kernels are numbered by the nodes of the expanded graph.
+/// Lowers a verified graph to a kernel program, then schedules its inner loops
+/// (`schedule.rs`). `fused` groups are expanded first (`inline.rs`), so kernels are numbered
+/// by the nodes of the expanded graph.
 pub fn lower(g: &Graph) -> Result<Program, KernelError> {
     let g = super::inline::expand_fused(g)?;
     let g: &Graph = &g;
@@ -48,7 +49,9 @@ pub fn lower(g: &Graph) -> Result<Program, KernelError> {
         let b = l.buf_of[id.index()].ok_or_else(|| l.invalid(*id, "an output without a buffer"))?;
         l.prog.outputs.push((name.clone(), b));
     }
-    Ok(l.prog)
+    let mut prog = l.prog;
+    super::schedule::schedule(&mut prog);
+    Ok(prog)
 }
 
 /// Whether a node's value is computed inline at its uses rather than stored.

@@ -10,7 +10,8 @@
 //! around its body's kernels (`scan_fn.rs`), its states written into their stacked outputs.
 //! A `scan` read only by an `einsum` contracting some of its axes is computed inside that
 //! einsum's kernel, its states never stored (`scan_einsum.rs`). Sizes and extents stay symbolic ([`DimExpr`]); the runtime
-//! evaluates them once the dims are bound. `print.rs` gives the text form
+//! evaluates them once the dims are bound. `schedule.rs` then tags inner loops vectorised or
+//! unrolled. `print.rs` gives the text form
 //! (`seqc dump --stage kernels`); `plan.rs` the live ranges the runtime places buffers by.
 //!
 //! Scalar semantics: float values are computed in f64 and rounded to f32 after every
@@ -29,6 +30,7 @@ pub mod print;
 pub mod recur;
 mod scan_einsum;
 mod scan_fn;
+pub mod schedule;
 
 #[cfg(test)]
 mod tests;
@@ -167,6 +169,11 @@ pub enum Sched {
     /// Iterations are independent: the runtime splits the range over its threads. Only a
     /// kernel's outermost loop is parallel.
     Parallel,
+    /// An innermost loop whose iterations run as SIMD lanes (`schedule.rs` says when); the
+    /// backend picks the width from the target's vector registers.
+    Vector,
+    /// An innermost loop of this constant extent, repeated in full without a loop.
+    Unroll(u32),
 }
 
 /// A statement of a loop body.

@@ -73,8 +73,10 @@ fn print_kernel(s: &mut String, p: &Program, k: &Kernel) {
 fn print_loop(s: &mut String, p: &Program, l: &Loop, depth: usize) {
     let pad = "  ".repeat(depth);
     let tag = match l.sched {
-        Sched::Serial => "",
-        Sched::Parallel => "parallel ",
+        Sched::Serial => String::new(),
+        Sched::Parallel => "parallel ".into(),
+        Sched::Vector => "vector ".into(),
+        Sched::Unroll(n) => format!("unroll({n}) "),
     };
     let _ = writeln!(
         s,

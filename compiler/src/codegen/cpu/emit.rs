@@ -182,7 +182,8 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
             .build_int_add(i, self.i64t.const_int(1, false), "next")
             .map_err(llvm)?;
         let latch = self.current();
-        self.b.build_unconditional_branch(head).map_err(llvm)?;
+        let back = self.b.build_unconditional_branch(head).map_err(llvm)?;
+        super::loopmd::tag(self.ctx, back, l.sched)?;
         phi.add_incoming(&[(&start, pre), (&next, latch)]);
         self.b.position_at_end(exit);
         Ok(())

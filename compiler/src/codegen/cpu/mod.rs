@@ -5,6 +5,7 @@
 mod build;
 mod emit;
 mod gemm;
+mod loopmd;
 mod math;
 mod recur;
 mod target;
