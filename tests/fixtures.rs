@@ -14,6 +14,9 @@
 //!
 //! The fixtures are written by `xtask/fixtures/generate.py` (see its docstring for the pinned
 //! reference versions). `SEQC_FIXTURE=substring` runs only the sets whose STEM contains it.
+//!
+//! The specs in [`OPTIMISED`] are also checked after the e-graph optimizer (`seqc::opt`):
+//! rewrites that change the algorithm against the paper's own code.
 
 use seqc_runtime::HostTensor;
 use std::collections::{BTreeMap, BTreeSet};
@@ -124,8 +127,14 @@ fn compare(name: &str, got: &HostTensor, want: &HostTensor, tol: f64) -> Result<
     }
 }
 
-/// Runs one fixture set; returns a one-line summary.
-fn run_fixture(stem: &str) -> Result<String, String> {
+/// Specs whose fixtures are also run optimised, each with an operator the optimised graph
+/// must hold (so that the check cannot pass with the rewrite gone): StreamingLLM's split
+/// into sinks and window attention (`sinks-window-attention`).
+const OPTIMISED: &[(&str, &str)] = &[("streaming_llm", "attention_lse")];
+
+/// Runs one fixture set, optimised first when `optimised` names the operator the result must
+/// hold; returns a one-line summary.
+fn run_fixture(stem: &str, optimised: Option<&str>) -> Result<String, String> {
     let dir = fixtures_dir();
     let json_path = dir.join(format!("{stem}.json"));
     let text = std::fs::read_to_string(&json_path)
@@ -170,6 +179,17 @@ fn run_fixture(stem: &str) -> Result<String, String> {
     };
     let graph = seqc::frontend::load_file_with(&spec_path, &config)
         .map_err(|e| format!("{}: spec errors:\n{e}", spec_path.display()))?;
+    let graph = match optimised {
+        None => graph,
+        Some(op) => {
+            let (o, _) = seqc::opt::optimize(&graph, &seqc::opt::OptOptions::default())
+                .map_err(|e| format!("optimizer: {e}"))?;
+            if !o.nodes.iter().any(|n| n.op.name() == op) {
+                return Err(format!("the optimised graph has no `{op}`:\n{o}"));
+            }
+            o
+        }
+    };
 
     let weights = read_tensors(&dir.join(format!("{stem}.weights.safetensors")))?;
     let inputs = read_tensors(&dir.join(format!("{stem}.inputs.safetensors")))?;
@@ -225,7 +245,7 @@ fn fixtures_match_references() {
     let mut failures = String::new();
     let mut failed = 0;
     for stem in &stems {
-        match run_fixture(stem) {
+        match run_fixture(stem, None) {
             Ok(summary) => println!("ok   {stem}: {summary}"),
             Err(e) => {
                 println!("FAIL {stem}: {e}");
@@ -239,6 +259,34 @@ fn fixtures_match_references() {
         "{failed} of {} fixture sets failed:\n{failures}",
         stems.len()
     );
+}
+
+#[test]
+fn optimised_fixtures_match_references() {
+    let filter = std::env::var("SEQC_FIXTURE").ok();
+    let mut ran = 0;
+    let mut failures = String::new();
+    for stem in fixture_stems() {
+        if filter.as_deref().is_some_and(|f| !stem.contains(f)) {
+            continue;
+        }
+        let Some((_, op)) = OPTIMISED.iter().find(|(s, _)| *s == spec_of(&stem)) else {
+            continue;
+        };
+        ran += 1;
+        match run_fixture(&stem, Some(op)) {
+            Ok(summary) => println!("ok   {stem} (optimised): {summary}"),
+            Err(e) => {
+                println!("FAIL {stem} (optimised): {e}");
+                let _ = writeln!(failures, "{stem} (optimised): {e}");
+            }
+        }
+    }
+    assert!(
+        filter.is_some() || ran >= OPTIMISED.len(),
+        "only {ran} optimised fixture sets ran"
+    );
+    assert!(failures.is_empty(), "{failures}");
 }
 
 /// Every file in tests/fixtures/ belongs to a fixture set, and every set is complete.

@@ -1,6 +1,7 @@
 //! Complexity of fused softmax attention, seen through `seqc stats` (issue #4, point 5):
 //! after optimisation, attention with a sliding-window mask costs O(T·w) (each 4× in T
-//! (Griffin's causal window, Longformer's dilated window per head, LongNet's segments)
+//! (Griffin's causal window, Longformer's dilated window per head, LongNet's segments,
+//! StreamingLLM's sinks + window, whose largest intermediate also grows linearly)
 //! multiplies the FLOPs by at
 //! most 4.5) while causal attention stays O(T²) (at least 12×),
 //! and neither materialises a T × T intermediate. Before optimisation both are quadratic.
@@ -72,6 +73,31 @@ fn window_attention_becomes_linear_and_causal_stays_quadratic() {
     for (l, t) in largest.iter().zip(TS) {
         assert!(*l < (t * t * 4) as f64, "longnet: {largest:?}");
     }
+    // StreamingLLM: 2 sinks + a window of 4, its keys rotated at per-query cache positions
+    // (a [B, H, T, T, D] key tensor before), split into a sinks part and a window part
+    // (`sinks-window-attention`): O(T·(S + W)) and no intermediate beyond O(T).
+    let streaming = spec("streaming_llm.seq");
+    let (ir, ir_largest) = growth(&streaming, "ir");
+    let (opt, largest) = growth(&streaming, "opt");
+    for r in &ir {
+        assert!(*r >= 12.0, "streaming_llm, before: {ir:?}");
+    }
+    for r in &opt {
+        assert!(*r <= 4.5, "streaming_llm, after: {opt:?} (expected ~4)");
+    }
+    for w in largest.windows(2) {
+        assert!(
+            w[1] <= 4.5 * w[0],
+            "streaming_llm: {largest:?} (expected ~4× per 4× T)"
+        );
+    }
+    for (l, t) in largest.iter().zip(TS) {
+        assert!(*l < (t * t) as f64, "streaming_llm: {largest:?}");
+    }
+    assert!(
+        ir_largest[0] >= (1024 * 1024 * 4) as f64,
+        "before: {ir_largest:?}"
+    );
     // Causal attention: about half the tiles of a T × T grid, still quadratic.
     let causal = spec("softmax_attention.seq");
     let (opt, largest) = growth(&causal, "opt");

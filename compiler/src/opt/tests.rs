@@ -362,6 +362,25 @@ fn chunked_enodes_agree_over_several_chunks() {
     }
 }
 
+/// StreamingLLM's split (`sinks-window-attention`) past the cache's first fill (T > S + W = 6,
+/// where a window key's cache position differs from its index): the sinks and window parts
+/// and their merge agree with the re-rotated form e-node by e-node.
+#[test]
+fn sinks_window_enodes_agree_past_the_window() {
+    let (name, g) = load_specs()
+        .into_iter()
+        .find(|(n, _)| n == "streaming_llm.seq")
+        .unwrap();
+    for t in [13, 37] {
+        let dims: DimBindings = [("B".to_string(), 2), ("T".to_string(), t)].into();
+        let fired = check_every_enode(&name, &g, &dims);
+        assert!(
+            fired.contains("sinks-window-attention"),
+            "T = {t}: {fired:?}"
+        );
+    }
+}
+
 /// Linear scans of every shape `scan-chunk` handles: a per-element decay (time axis in the
 /// middle), a per-channel decay constant in time, cumsum's scalar decay, an initial state,
 /// reverse (with and without an initial state).

@@ -161,7 +161,7 @@ impl DynRule for SoftmaxAttention {
     }
 }
 
-fn spec_of(n: &TNode) -> Option<Spec> {
+pub(super) fn spec_of(n: &TNode) -> Option<Spec> {
     match n.op.op() {
         Op::Einsum { spec } => Spec::parse(spec),
         _ => None,
@@ -178,7 +178,7 @@ fn has_reduce(eg: &EG, class: Id, name: &str, of: Id, axis: usize) -> bool {
 
 /// The e-classes X such that `p` = softmax(X) along `axis`, as the prelude writes it:
 /// div(e, sum(e)), e = exp(sub(X, max(X))).
-fn softmax_inputs(eg: &EG, p: Id, axis: usize) -> Vec<Id> {
+pub(super) fn softmax_inputs(eg: &EG, p: Id, axis: usize) -> Vec<Id> {
     let mut out = Vec::new();
     for div in nodes_named(eg, p, "div") {
         let (e, z) = (div.children[0], div.children[1]);
@@ -198,7 +198,7 @@ fn softmax_inputs(eg: &EG, p: Id, axis: usize) -> Vec<Id> {
 }
 
 /// The value of a float constant held by `class`, if any.
-fn float_const(eg: &EG, class: Id) -> Option<f64> {
+pub(super) fn float_const(eg: &EG, class: Id) -> Option<f64> {
     eg[eg.find(class)]
         .nodes
         .iter()
@@ -212,7 +212,7 @@ fn float_const(eg: &EG, class: Id) -> Option<f64> {
 }
 
 /// (scores, mask) pairs with X = select(mask, scores, −inf), plus (X, everywhere true).
-fn masked(eg: &EG, x: Id) -> Vec<(Id, Recognised)> {
+pub(super) fn masked(eg: &EG, x: Id) -> Vec<(Id, Recognised)> {
     let all = Recognised {
         mask: Mask::all(),
         operands: vec![],
@@ -233,7 +233,7 @@ fn masked(eg: &EG, x: Id) -> Vec<(Id, Recognised)> {
 
 /// (score einsum, scale) pairs with `scores` = einsum(Q, K) · scale, einsum(Q, K) / (1 /
 /// scale), or the einsum itself.
-fn scaled(eg: &EG, scores: Id) -> Vec<(TNode, f64)> {
+pub(super) fn scaled(eg: &EG, scores: Id) -> Vec<(TNode, f64)> {
     let mut out: Vec<(TNode, f64)> = nodes_named(eg, scores, "einsum")
         .into_iter()
         .map(|n| (n, 1.0))
@@ -309,25 +309,7 @@ impl Found<'_> {
             .collect();
         let [d] = summed[..] else { return None };
         let qi = qk.inputs.iter().position(|term| term.contains(&t))?;
-        // The value einsum: P's term and V's term.
-        let lp = &self.pv.inputs[self.p_pos];
-        let lv = &self.pv.inputs[1 - self.p_pos];
-        if lp.len() != r {
-            return None;
-        }
-        let (t2, s2) = (lp[r - 2], lp[r - 1]);
-        let batch2 = &lp[..r - 2];
-        let o2 = &self.pv.output;
-        if o2.contains(&s2) || !lv.contains(&s2) {
-            return None;
-        }
-        let new_in_v: Vec<char> = lv.iter().filter(|c| !lp.contains(c)).copied().collect();
-        let [e] = new_in_v[..] else { return None };
-        let mut order: Vec<char> = batch2.to_vec();
-        order.extend([t2, e]);
-        if o2.len() != order.len() || order.iter().any(|c| !o2.contains(c)) {
-            return None;
-        }
+        let vs = value_side(self.pv, self.p_pos, r)?;
         let mut plan = Plan::new();
         let q = arrange(
             &mut plan,
@@ -347,7 +329,7 @@ impl Found<'_> {
             s,
             d,
         )?;
-        let v = arrange(&mut plan, eg, self.v, lv, batch2, s2, e)?;
+        let v = arrange(&mut plan, eg, self.v, &vs.lv, &vs.batch, vs.s, vs.e)?;
         let (mask, scale) = (self.mask.mask.clone(), self.scale);
         let mut ins = vec![q, k, v];
         ins.extend(self.mask.operands.iter().map(|c| Arg::Class(*c)));
@@ -389,22 +371,63 @@ impl Found<'_> {
                 plan.push(Op::Select, vec![any, o, zero])
             }
         };
-        let perm: Vec<usize> = o2
-            .iter()
-            .map(|c| order.iter().position(|x| x == c))
-            .collect::<Option<_>>()?;
-        if perm.iter().enumerate().any(|(i, &p)| i != p) {
-            plan.push(Op::Transpose { perm }, vec![att]);
+        if vs.perm.iter().enumerate().any(|(i, &p)| i != p) {
+            plan.push(Op::Transpose { perm: vs.perm }, vec![att]);
         }
         outcomes.insert(0, Outcome::Build(plan));
         Some(outcomes)
     }
 }
 
+/// The value einsum einsum(P, V) of an attention whose probabilities P have rank `r`:
+/// V's term, P's batch letters and key letter, V's value letter, and the permutation from
+/// the fused result's [batch…, T, E] to the einsum's output order.
+pub(super) struct ValueSide {
+    pub lv: Vec<char>,
+    pub batch: Vec<char>,
+    pub s: char,
+    pub e: char,
+    pub perm: Vec<usize>,
+}
+
+/// The [`ValueSide`] of `pv` with P as operand `p_pos`; `None` unless the einsum contracts
+/// exactly P's last letter and keeps P's others and one letter of V.
+pub(super) fn value_side(pv: &Spec, p_pos: usize, r: usize) -> Option<ValueSide> {
+    let lp = &pv.inputs[p_pos];
+    let lv = &pv.inputs[1 - p_pos];
+    if lp.len() != r || r < 2 {
+        return None;
+    }
+    let (t2, s2) = (lp[r - 2], lp[r - 1]);
+    let batch2 = &lp[..r - 2];
+    let o2 = &pv.output;
+    if o2.contains(&s2) || !lv.contains(&s2) {
+        return None;
+    }
+    let new_in_v: Vec<char> = lv.iter().filter(|c| !lp.contains(c)).copied().collect();
+    let [e] = new_in_v[..] else { return None };
+    let mut order: Vec<char> = batch2.to_vec();
+    order.extend([t2, e]);
+    if o2.len() != order.len() || order.iter().any(|c| !o2.contains(c)) {
+        return None;
+    }
+    let perm: Vec<usize> = o2
+        .iter()
+        .map(|c| order.iter().position(|x| x == c))
+        .collect::<Option<_>>()?;
+    Some(ValueSide {
+        lv: lv.clone(),
+        batch: batch2.to_vec(),
+        s: s2,
+        e,
+        perm,
+    })
+}
+
 /// Brings operand `cls` (einsum term `term`) to [batch…, a, b]: a transpose to (its batch
 /// letters in `batch` order, a, b), then a reshape inserting size-1 axes for the batch
 /// letters it lacks. `None` if the term has other letters or lacks `a` or `b`.
-fn arrange(
+pub(super) fn arrange(
     plan: &mut Plan,
     eg: &EG,
     cls: Id,
@@ -413,7 +436,20 @@ fn arrange(
     a: char,
     b: char,
 ) -> Option<Arg> {
-    let sh = shape(eg, cls)?;
+    let sh = shape(eg, cls)?.to_vec();
+    arrange_arg(plan, Arg::Class(cls), &sh, term, batch, a, b)
+}
+
+/// As [`arrange`], for an operand `arg` of shape `sh` (a planned node or an e-class).
+pub(super) fn arrange_arg(
+    plan: &mut Plan,
+    arg: Arg,
+    sh: &[DimExpr],
+    term: &[char],
+    batch: &[char],
+    a: char,
+    b: char,
+) -> Option<Arg> {
     if term.len() != sh.len()
         || term
             .iter()
@@ -428,7 +464,7 @@ fn arrange(
     }
     let pos = |c: &char| term.iter().position(|x| x == c);
     let perm: Vec<usize> = order.iter().map(pos).collect::<Option<_>>()?;
-    let mut arg = Arg::Class(cls);
+    let mut arg = arg;
     if perm.iter().enumerate().any(|(i, &p)| i != p) {
         arg = plan.push(Op::Transpose { perm }, vec![arg]);
     }

@@ -10,7 +10,7 @@
 //! some outcome would add something new, so egg's saturation test and match counts are exact.
 //!
 //! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `attention.rs` with the mask
-//! recogniser `mask.rs`, `linear.rs` and `recurrence.rs` with the decay recogniser `decay.rs`,
+//! recogniser `mask.rs` and StreamingLLM's split `sinks.rs`, `linear.rs` and `recurrence.rs` with the decay recogniser `decay.rs`,
 //! `merge.rs`, the scan schedules of `scan.rs`, the MoE dispatch of `moe.rs`); each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
@@ -24,6 +24,7 @@ pub mod merge;
 pub mod moe;
 pub mod recurrence;
 pub mod scan;
+pub mod sinks;
 
 use super::analysis::{EG, TypeAnalysis};
 use super::lang::{OpKey, TNode};
@@ -358,7 +359,9 @@ pub fn contraction_rules() -> Vec<Arc<dyn DynRule>> {
 
 /// The attention rules: softmax attention fused into one tiled `attention` operator.
 pub fn attention_rules() -> Vec<Arc<dyn DynRule>> {
-    attention::rules()
+    let mut v = attention::rules();
+    v.extend(sinks::rules());
+    v
 }
 
 /// The chunked linear-attention rules: masked quadratic forms and linear recurrences to
