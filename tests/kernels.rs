@@ -53,13 +53,21 @@ fn scheduled_loops_are_vectorised_and_unrolled_by_llvm() {
     assert!(raw.contains("!{!\"llvm.loop.unroll.full\"}"));
     let opt = codegen::cpu::llvm_ir_for(&p, true, &t).expect("llvm");
     let body = |name: &str| {
-        let start = opt.find(&format!("@{name}(")).unwrap_or_else(|| panic!("no {name}"));
+        let start = opt
+            .find(&format!("@{name}("))
+            .unwrap_or_else(|| panic!("no {name}"));
         let end = opt[start..].find("\n}\n").expect("function end");
         opt[start..start + end].to_string()
     };
     let (y, s) = (body(&p.kernels[0].name), body(&p.kernels[1].name));
-    assert!(y.contains("<16 x float>") || y.contains("<16 x double>"), "{y}");
-    assert!(!s.contains("i4.head"), "the 4-step loop is still a loop:\n{s}");
+    assert!(
+        y.contains("<16 x float>") || y.contains("<16 x double>"),
+        "{y}"
+    );
+    assert!(
+        !s.contains("i4.head"),
+        "the 4-step loop is still a loop:\n{s}"
+    );
 }
 
 /// `scan_fn`: one serial time loop around the body's kernels; two states, one of them read

@@ -203,7 +203,11 @@ mod tests {
             buf: BufId(0),
             index: Box::new(index),
         };
-        let row = bin(BinaryOp::Add, bin(BinaryOp::Mul, var(0), Expr::Dim(0)), var(1));
+        let row = bin(
+            BinaryOp::Add,
+            bin(BinaryOp::Mul, var(0), Expr::Dim(0)),
+            var(1),
+        );
         let t = Expr::Dim(0);
         // y[i0·T + i1] = x[i0·T + i1] + x[i0]: unit-stride and invariant loads.
         let ok = store(

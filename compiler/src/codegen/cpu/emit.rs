@@ -21,8 +21,8 @@ use inkwell::intrinsics::Intrinsic;
 use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicTypeEnum, FloatType, IntType};
 use inkwell::values::{
-    BasicMetadataValueEnum, BasicValue, BasicValueEnum, FloatValue, FunctionValue, IntValue,
-    PointerValue,
+    BasicMetadataValueEnum, BasicValue, BasicValueEnum, FloatValue, FunctionValue,
+    InstructionValue, IntValue, PointerValue,
 };
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
 use seqc_runtime::DType;
@@ -68,6 +68,8 @@ struct KernelEmitter<'a, 'c> {
     f64t: FloatType<'c>,
     i64t: IntType<'c>,
     vl: u32,
+    /// The alias scope of each buffer the kernel touches.
+    scopes: Vec<Option<super::metadata::Scope>>,
 }
 
 impl<'a, 'c> KernelEmitter<'a, 'c> {
@@ -126,6 +128,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
             f64t: ctx.f64_type(),
             i64t,
             vl: 4,
+            scopes: super::metadata::scopes(ctx, &k.name, &used),
         })
     }
 
@@ -183,7 +186,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
             .map_err(llvm)?;
         let latch = self.current();
         let back = self.b.build_unconditional_branch(head).map_err(llvm)?;
-        super::loopmd::tag(self.ctx, back, l.sched)?;
+        super::metadata::tag_loop(self.ctx, back, l.sched)?;
         phi.add_incoming(&[(&start, pre), (&next, latch)]);
         self.b.position_at_end(exit);
         Ok(())
@@ -303,6 +306,13 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
         }
     }
 
+    /// Gives a load or store of `buf` the buffer's alias scope.
+    fn mark(&self, buf: BufId, inst: InstructionValue<'c>) {
+        if let Some(s) = self.scopes[buf.0 as usize] {
+            super::metadata::mark(self.ctx, inst, s);
+        }
+    }
+
     fn store(&mut self, buf: BufId, i: IntValue<'c>, v: BasicValueEnum<'c>) -> R<()> {
         let d = self.p.buffer(buf).dtype;
         let st = self.storage(d);
@@ -327,6 +337,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
         };
         let inst = self.b.build_store(at, sv).map_err(llvm)?;
         inst.set_alignment(d.size_bytes() as u32).map_err(llvm)?;
+        self.mark(buf, inst);
         Ok(())
     }
 
@@ -337,6 +348,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
         let v = self.b.build_load(st, at, "").map_err(llvm)?;
         if let Some(inst) = v.as_instruction_value() {
             inst.set_alignment(d.size_bytes() as u32).map_err(llvm)?;
+            self.mark(buf, inst);
         }
         Ok(match d {
             DType::I32 => self

@@ -5,8 +5,8 @@
 mod build;
 mod emit;
 mod gemm;
-mod loopmd;
 mod math;
+mod metadata;
 mod recur;
 mod target;
 
