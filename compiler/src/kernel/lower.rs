@@ -382,9 +382,28 @@ impl<'g> Lowerer<'g> {
         Ok(self.nest(&vars, shape, vec![store]))
     }
 
-    /// Nests `body` in loops over `vars` with `extents`, the outermost parallel; a rank-0
-    /// nest gets a one-iteration root loop.
+    /// Nests `body` in loops over `vars` with `extents`, whose iterations are independent
+    /// (every caller's `vars` index its output). The outer ones are merged into one parallel
+    /// root loop, so that B = 1 still spreads over the threads: all but the innermost, which
+    /// stays a loop (vectorised, and the merged indices — a division each — are computed
+    /// once per row, not per element); both of two when `body` has a loop of its own (a
+    /// reduction's, which pays for the divisions); all but two when the innermost extent is
+    /// a small constant. The merged indices are recomputed from the
+    /// root's variable into accumulators at the top of its body. A rank-0 nest gets a
+    /// one-iteration root loop.
     pub(super) fn nest(&mut self, vars: &[Var], extents: &[Expr], body: Vec<Stmt>) -> Loop {
+        let has_loop = body.iter().any(|s| matches!(s, Stmt::Loop(_)));
+        // An innermost row of a few constant elements (unrolled) keeps the loop above it too.
+        let short =
+            matches!(extents.last(), Some(Expr::Int(n, _)) if *n <= super::schedule::MAX_UNROLL);
+        let merged = if has_loop && vars.len() == 2 {
+            2
+        } else {
+            vars.len().saturating_sub(if short { 2 } else { 1 })
+        };
+        if merged >= 2 {
+            return self.merged_nest(vars, extents, body, merged);
+        }
         let mut body = body;
         for k in (1..vars.len()).rev() {
             body = vec![serial(vars[k], extents[k].clone(), body)];
@@ -405,6 +424,37 @@ impl<'g> Lowerer<'g> {
                     body,
                 }
             }
+        }
+    }
+
+    /// `nest` with the first `merged` of `vars` folded into one parallel root loop.
+    fn merged_nest(
+        &mut self,
+        vars: &[Var],
+        extents: &[Expr],
+        body: Vec<Stmt>,
+        merged: usize,
+    ) -> Loop {
+        let mut body = body;
+        for k in (merged..vars.len()).rev() {
+            body = vec![serial(vars[k], extents[k].clone(), body)];
+        }
+        let root = self.var();
+        let outer = &extents[..merged];
+        let mut head = Vec::with_capacity(merged);
+        for (v, i) in vars[..merged].iter().zip(unflatten(Expr::Var(root), outer)) {
+            let a = self.acc(Ty::I64);
+            for s in &mut body {
+                super::subst::in_stmt(s, *v, &Expr::Acc(a));
+            }
+            head.push(Stmt::Assign { acc: a, value: i });
+        }
+        head.extend(body);
+        Loop {
+            var: root,
+            extent: outer.iter().cloned().fold(int(1), mul),
+            sched: Sched::Parallel,
+            body: head,
         }
     }
 

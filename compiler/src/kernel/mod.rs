@@ -31,6 +31,7 @@ pub mod recur;
 mod scan_einsum;
 mod scan_fn;
 pub mod schedule;
+mod subst;
 
 #[cfg(test)]
 mod tests;

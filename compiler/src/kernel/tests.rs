@@ -80,8 +80,9 @@ fn scan_fn_is_one_serial_time_loop_over_its_body_kernels() {
         ("scan_fn", Sched::Serial),
         "{text}"
     );
+    // (The einsum's output loops over B and its 3 columns are merged into one.)
     assert!(
-        text.contains("  for i0 in 0..T {\n    for i1 in 0..B {"),
+        text.contains("  for i0 in 0..T {\n    for i4 in 0..(B * 3) {"),
         "{text}"
     );
     assert_eq!(k.root.body.len(), 2, "{text}");
@@ -97,7 +98,7 @@ fn scan_fn_is_one_serial_time_loop_over_its_body_kernels() {
     // The previous state is read back from slice t − 1 of y (the init, zeros, at t = 0);
     // x is read at step t through its index map; the new state goes to slice t of y.
     assert!(
-        text.contains("select((i0 < 1), 0.0:f32, b2[((((i1 * T) + (i0 - 1)) * 3) + i2)])"),
+        text.contains("select((i0 < 1), 0.0:f32, b2[((((a1 * T) + (i0 - 1)) * 3) + i2)])"),
         "{text}"
     );
     assert!(text.contains("b0[((((i1 * T) + i0) * 3) + i2)]"), "{text}");
