@@ -158,6 +158,11 @@ fn attention_matches_the_interpreter_with_small_tiles_and_broadcast_batch() {
         "lt(s, t)",
         "and(le(s, t), eq(rem(sub(t, s), table(b1, [1, 2])), 0))",
         "true",
+        // Tiles decided by the mask's bounds (`kernel/mask_tile.rs`) through not, or, ne,
+        // eq, ge, maximum and minimum, and one whose bound leaves i32 (the mask wraps).
+        "or(not(gt(s, t)), eq(s, 0))",
+        "and(ne(s, 3), ge(minimum(t, 300), maximum(s, 10)))",
+        "le(s, sub(t, add(2147483600, t)))",
     ];
     for mask in masks {
         let ir = format!(

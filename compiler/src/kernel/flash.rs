@@ -197,16 +197,30 @@ impl Lowerer<'_> {
             ],
         );
         // Whether any (row, col) of the tile is visible, and whether all of a full-width
-        // tile is (then the tile step ignores the mask).
+        // tile is (then the tile step ignores the mask): from the mask's bounds over the
+        // tile where they decide it, else by evaluating the mask at every entry.
         let (any, all) = (self.acc(Ty::Bool), self.acc(Ty::Bool));
-        let probe_mask = vec![
+        let last = |o: &Expr, n: &Expr| sub(add(o.clone(), n.clone()), int(1));
+        let bound = super::mask_tile::truth(
+            mask,
+            &(q0.clone(), last(&q0, &rows)),
+            &(k0.clone(), last(&k0, &cols)),
+            &lead,
+        );
+        let full_width = wbin(BinaryOp::Eq, Ty::I64, cols.clone(), int(TK));
+        let not = |x: Expr| Expr::Select {
+            cond: Box::new(x),
+            a: Box::new(Expr::Bool(false)),
+            b: Box::new(Expr::Bool(true)),
+        };
+        let scan = vec![
             Stmt::Assign {
                 acc: any,
                 value: Expr::Bool(false),
             },
             Stmt::Assign {
                 acc: all,
-                value: wbin(BinaryOp::Eq, Ty::I64, cols.clone(), int(TK)),
+                value: full_width.clone(),
             },
             serial(
                 row,
@@ -227,11 +241,21 @@ impl Lowerer<'_> {
                 )],
             ),
         ];
-        let not_all = Expr::Select {
-            cond: Box::new(Expr::Acc(all)),
-            a: Box::new(Expr::Bool(false)),
-            b: Box::new(Expr::Bool(true)),
-        };
+        let probe_mask = vec![
+            Stmt::Assign {
+                acc: any,
+                value: not(bound.none.clone()),
+            },
+            Stmt::Assign {
+                acc: all,
+                value: wbin(BinaryOp::And, Ty::Bool, bound.all.clone(), full_width),
+            },
+            Stmt::If {
+                cond: wbin(BinaryOp::And, Ty::Bool, not(bound.all), not(bound.none)),
+                body: scan,
+            },
+        ];
+        let not_all = not(Expr::Acc(all));
         // A tile hidden in part: its visibility (1 or 0) for the tile step.
         let vis = Stmt::If {
             cond: not_all.clone(),

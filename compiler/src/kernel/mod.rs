@@ -24,6 +24,7 @@ pub mod gemm;
 mod inline;
 mod linear_attn;
 mod lower;
+mod mask_tile;
 pub mod plan;
 pub mod print;
 pub mod recur;
