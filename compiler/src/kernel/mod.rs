@@ -233,12 +233,12 @@ pub struct Gemm {
 ///   mx = max(max[i], max_j x);  p = e^{x − mx} (0 where x = −∞);
 ///   α = e^{max[i] − mx} (0 while max[i] = −∞);  sum[i] = sum[i]·α + Σ_j p;  max[i] = mx;
 ///   out[i, e] = out[i, e]·α + Σ_j p·v[j, e]  for e < width.
-/// A NaN score makes the row's max NaN (and so its output). depth and width are at most
-/// `gemm::BLOCK_N`; `out` has unit column stride and columns up to `width` rounded up to 16
-/// (the columns past `width` get products with zeros); `max` and `sum` are read at [i, 0];
-/// `mask` spans rows × KEYS and its values matter only when `masked`. The backend fuses the
-/// products and the softmax step in registers (CPU: `codegen/cpu/attn_tile.rs`), summing in
-/// an order it chooses.
+/// A NaN score makes its row's sum and output NaN (the maximum may or may not be NaN).
+/// depth and width are at most `gemm::BLOCK_N`; `out` has unit column stride and columns up
+/// to `width` rounded up to 16 (the columns past `width` get products with zeros); `max` and
+/// `sum` are read at [i, 0]; `mask` spans rows × KEYS and its values matter only when
+/// `masked`. The backend fuses the products and the softmax step in registers (CPU:
+/// `codegen/cpu/attn_tile.rs`), summing in an order it chooses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttnTile {
     pub rows: Expr,

@@ -109,35 +109,24 @@ impl<'c> V<'_, '_, 'c> {
         self.g.b.build_select(c, a, b, "").map_err(llvm)
     }
 
-    /// max(a, b), NaN if either is (as the kernel IR's `Max`).
+    /// max(a, b) as a > b ? a : b. A NaN operand may or may not win: a NaN score still
+    /// makes its row NaN, through its p and the row's sum.
     fn vmax(&self, a: VectorValue<'c>, b: VectorValue<'c>) -> R<VectorValue<'c>> {
-        let b_ = &self.g.b;
-        let gt = b_
+        let gt = self
+            .g
+            .b
             .build_float_compare(FloatPredicate::OGT, a, b, "")
             .map_err(llvm)?;
-        let m = self.sel(gt, a, b)?.into_vector_value();
-        let nan = b_
-            .build_float_compare(FloatPredicate::UNO, a, b, "")
-            .map_err(llvm)?;
-        let q = self.vsplat(self.g.f32t.const_float(f64::NAN))?;
-        Ok(self.sel(nan, q, m)?.into_vector_value())
+        Ok(self.sel(gt, a, b)?.into_vector_value())
     }
 
     fn smax(&self, a: FloatValue<'c>, b: FloatValue<'c>) -> R<FloatValue<'c>> {
-        let b_ = &self.g.b;
-        let gt = b_
+        let gt = self
+            .g
+            .b
             .build_float_compare(FloatPredicate::OGT, a, b, "")
             .map_err(llvm)?;
-        let m = self.sel(gt, a, b)?.into_float_value();
-        let nan = b_
-            .build_float_compare(FloatPredicate::UNO, a, b, "")
-            .map_err(llvm)?;
-        let q = self.g.f32t.const_float(f64::NAN);
-        Ok(self.sel(nan, q, m)?.into_float_value())
-    }
-
-    fn vsplat(&self, s: FloatValue<'c>) -> R<VectorValue<'c>> {
-        self.g.splat(s)
+        Ok(self.sel(gt, a, b)?.into_float_value())
     }
 
     /// The lanes of `x` folded with `op` by halving shuffles; lane 0 of the result.
@@ -247,16 +236,18 @@ fn emit<'c>(g: &Gen<'_, 'c>) -> R<()> {
     let sink = alloca(BLOCK_N as u64, "sink")?;
     let zero = g.f32t.const_zero();
     let neg_inf = g.f32t.const_float(f64::NEG_INFINITY);
-    // kᵀ: kt[d·KEYS + j] = k[j, d] for j < cols, 0 for cols ≤ j < KEYS.
-    g.each(g.int(0), cols, 1, |g, j| {
-        g.each(g.int(0), depth, 1, |g, d| {
-            let s = g.load(g.at(k, g.add(g.mul(j, k_r)?, g.mul(d, k_c)?)?)?)?;
+    // kᵀ: kt[d·KEYS + j] = k[j, d] for j < cols, 0 for cols ≤ j < KEYS (a row of kt per d,
+    // which the vectoriser turns into gathers; key j ≥ cols reads key cols − 1).
+    let last_key = g.sub(cols, g.int(1))?;
+    g.each(g.int(0), depth, 1, |g, d| {
+        let col = g.mul(d, k_c)?;
+        g.each(g.int(0), g.int(KEYS), 1, |g, j| {
+            let jc = g.min(j, last_key)?;
+            let s = g.load(g.at(k, g.add(g.mul(jc, k_r)?, col)?)?)?;
+            let s =
+                g.b.build_select(g.lt(j, cols)?, s, zero, "")
+                    .map_err(llvm)?;
             g.store(g.at(kt, g.add(g.mul(d, g.int(KEYS))?, j)?)?, s, 4)
-        })
-    })?;
-    g.each(cols, g.int(KEYS), 1, |g, j| {
-        g.each(g.int(0), depth, 1, |g, d| {
-            g.store(g.at(kt, g.add(g.mul(d, g.int(KEYS))?, j)?)?, zero, 4)
         })
     })?;
     // v: in place with unit column stride and whole vectors, else packed at vp[j·wp + e]
