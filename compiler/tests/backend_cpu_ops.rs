@@ -284,14 +284,17 @@ fn attention_tile_step_matches_the_interpreter_at_awkward_sizes() {
     // partial strip of rows and keys) and the prime 197 (a partial query tile of 192 and a
     // partial key tile of 64); masks: causal, a window, none, and one hiding every key of
     // row 0 (a NaN row).
+    // (depth, value width): value widths give 1 to 8 vectors of 16, so each narrower last
+    // panel of out (1, 2 or 3 vectors) and whole panels.
     let sizes = [
         (1, 1),
-        (5, 5),
+        (5, 40),
         (16, 16),
         (64, 64),
         (80, 80),
         (128, 128),
-        (5, 80),
+        (3, 96),
+        (7, 100),
         (128, 3),
     ];
     let masks = [
