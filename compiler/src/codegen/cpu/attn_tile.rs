@@ -15,6 +15,10 @@
 //! where one loop per row turns it into p = e^{x − m} (the inline exp of `math.rs`, which
 //! the loop vectoriser widens), sums p by vectors, updates the row's max and sum, and finally
 //! out[MR, width] = α·out + P·V with `PV` vector columns of out in registers per panel.
+//! The strip loop is emitted twice: for a tile with every key visible (no mask, no key
+//! count: the scores are only scaled) and for the rest, which also skips a strip whose
+//! rows the mask hides entirely (e.g. above the diagonal of a causal tile). The copies of
+//! the last row store to a sink, so that a strip has no branches.
 
 use super::CodegenError;
 use super::build::{IntOps, R, llvm, set_align};
@@ -347,139 +351,179 @@ fn emit<'c>(g: &Gen<'_, 'c>) -> R<()> {
                     .map_err(llvm)?
                     .into_pointer_value())
             };
-            // s = q·kᵀ for the strip.
-            let mut qrow = Vec::new();
-            for r in &rowi {
-                qrow.push(g.at(q, g.mul(*r, q_r)?)?);
-            }
-            let init = vec![g.vt.const_zero(); (mr * nv) as usize];
-            let acc = x.fold(depth, &init, |d, cur| {
-                let brow = g.at(kt, g.mul(d, g.int(KEYS))?)?;
-                let mut bv = Vec::new();
-                for vi in 0..nv {
-                    bv.push(x.vload(g.at(brow, g.int(vi * vl))?, vbytes)?);
+            // The strip: skipped when the mask hides all of it (every x = −∞ leaves the
+            // rows' max, sum and output as they are).
+            let strip = || -> R<()> {
+                // s = q·kᵀ for the strip.
+                let mut qrow = Vec::new();
+                for r in &rowi {
+                    qrow.push(g.at(q, g.mul(*r, q_r)?)?);
                 }
-                let mut next = Vec::new();
-                for (i, qr) in qrow.iter().enumerate() {
-                    let sp = g.splat(g.load(g.at(*qr, g.mul(d, q_c)?)?)?)?;
-                    for (vi, b) in bv.iter().enumerate() {
-                        next.push(x.fma(sp, *b, cur[i * nv as usize + vi])?);
-                    }
-                }
-                Ok(next)
-            })?;
-            // x = s·scale where visible, else −∞, to the strip buffer; each row's new maximum.
-            let (mut m_new, mut alpha) = (Vec::new(), Vec::new());
-            for i in 0..mr as usize {
-                let mrow = g.at(mask, g.mul(rowi[i], mask_r)?)?;
-                let mut vmax: Option<VectorValue<'c>> = None;
-                for vi in 0..nv {
-                    let s =
-                        g.b.build_float_mul(acc[i * nv as usize + vi as usize], sv, "")
-                            .map_err(llvm)?;
-                    let xv = if general {
-                        let mk = x.vload(g.at(mrow, g.int(vi * vl))?, 4)?;
-                        let off =
-                            g.b.build_float_compare(FloatPredicate::OEQ, mk, zero_v, "")
-                                .map_err(llvm)?;
-                        let hid = g.b.build_and(masked_v, off, "").map_err(llvm)?;
-                        let hid = g.b.build_not(hid, "").map_err(llvm)?;
-                        let vis = g.b.build_and(keep[vi as usize], hid, "").map_err(llvm)?;
-                        x.sel(vis, s, ninf_v)?.into_vector_value()
-                    } else {
-                        s
-                    };
-                    let at = g.at(pb, g.int(i as u64 * KEYS + vi * vl))?;
-                    g.store(at, xv, vbytes)?;
-                    vmax = Some(match vmax {
-                        None => xv,
-                        Some(m) => x.vmax(m, xv)?,
-                    });
-                }
-                let mx = x.reduce(vmax.expect("KEYS ≥ VL"), |a, b| x.vmax(a, b))?;
-                let mp = g.at(mx_p, g.mul(rowi[i], mx_r)?)?;
-                let m_old = g.load(mp)?;
-                let mn = x.smax(m_old, mx)?;
-                let e = math.exp(fsub(m_old, mn)?)?;
-                alpha.push(x.sel(is_inf(m_old)?, zero, e)?.into_float_value());
-                m_new.push(mn);
-                g.store(to(i, mp)?, mn, 4)?;
-            }
-            // p = e^{x − m} in place, one loop per row (vectorised by LLVM); the row sums.
-            for (i, mn) in m_new.iter().enumerate() {
-                let row = g.at(pb, g.int(i as u64 * KEYS))?;
-                g.each(g.int(0), g.int(KEYS), 1, |g, c| {
-                    let at = g.at(row, c)?;
-                    let xv = g.load(at)?;
-                    let e = math.exp(fsub(xv, *mn)?)?;
-                    let p = x.sel(is_inf(xv)?, zero, e)?;
-                    g.store(at, p, 4)
-                })?;
-                let mut sum = x.vload(row, vbytes)?;
-                for vi in 1..nv {
-                    let y = x.vload(g.at(row, g.int(vi * vl))?, vbytes)?;
-                    sum = g.b.build_float_add(sum, y, "").map_err(llvm)?;
-                }
-                let ls = x.reduce(sum, |a, b| g.b.build_float_add(a, b, "").map_err(llvm))?;
-                let lp = g.at(sm_p, g.mul(rowi[i], sm_r)?)?;
-                let l_old = g.load(lp)?;
-                let l = g.b.build_float_mul(l_old, alpha[i], "").map_err(llvm)?;
-                let l = g.b.build_float_add(l, ls, "").map_err(llvm)?;
-                g.store(to(i, lp)?, l, 4)?;
-            }
-            // out = α·out + P·V by panels of PV vectors (then one narrower panel).
-            let panel = |nvec: u64, c0: IntValue<'c>| -> R<()> {
-                let mut orow = Vec::new();
-                let mut init = Vec::new();
-                for (i, r) in rowi.iter().enumerate() {
-                    let at = g.at(o, g.add(g.mul(*r, o_r)?, c0)?)?;
-                    let a = g.splat(alpha[i])?;
-                    for vi in 0..nvec {
-                        let y = x.vload(g.at(at, g.int(vi * vl))?, 4)?;
-                        init.push(g.b.build_float_mul(y, a, "").map_err(llvm)?);
-                    }
-                    orow.push(at);
-                }
-                let acc = x.fold(cols, &init, |p, cur| {
-                    let vrow = g.at(vb, g.add(g.mul(p, vr)?, c0)?)?;
-                    let mut vv = Vec::new();
-                    for vi in 0..nvec {
-                        vv.push(x.vload(g.at(vrow, g.int(vi * vl))?, 4)?);
+                let init = vec![g.vt.const_zero(); (mr * nv) as usize];
+                let acc = x.fold(depth, &init, |d, cur| {
+                    let brow = g.at(kt, g.mul(d, g.int(KEYS))?)?;
+                    let mut bv = Vec::new();
+                    for vi in 0..nv {
+                        bv.push(x.vload(g.at(brow, g.int(vi * vl))?, vbytes)?);
                     }
                     let mut next = Vec::new();
-                    for i in 0..mr {
-                        let pp = g.at(pb, g.add(g.int(i * KEYS), p)?)?;
-                        let sp = g.splat(g.load(pp)?)?;
-                        for (vi, y) in vv.iter().enumerate() {
-                            next.push(x.fma(sp, *y, cur[(i * nvec) as usize + vi])?);
+                    for (i, qr) in qrow.iter().enumerate() {
+                        let sp = g.splat(g.load(g.at(*qr, g.mul(d, q_c)?)?)?)?;
+                        for (vi, b) in bv.iter().enumerate() {
+                            next.push(x.fma(sp, *b, cur[i * nv as usize + vi])?);
                         }
                     }
                     Ok(next)
                 })?;
-                for (i, at) in orow.iter().enumerate() {
-                    let at = to(i, *at)?;
-                    for vi in 0..nvec {
-                        let y = acc[i * nvec as usize + vi as usize];
-                        g.store(g.at(at, g.int(vi * vl))?, y, 4)?;
+                // x = s·scale where visible, else −∞, to the strip buffer; each row's new maximum.
+                let (mut m_new, mut alpha) = (Vec::new(), Vec::new());
+                for i in 0..mr as usize {
+                    let mrow = g.at(mask, g.mul(rowi[i], mask_r)?)?;
+                    let mut vmax: Option<VectorValue<'c>> = None;
+                    for vi in 0..nv {
+                        let s =
+                            g.b.build_float_mul(acc[i * nv as usize + vi as usize], sv, "")
+                                .map_err(llvm)?;
+                        let xv = if general {
+                            let mk = x.vload(g.at(mrow, g.int(vi * vl))?, 4)?;
+                            let off =
+                                g.b.build_float_compare(FloatPredicate::OEQ, mk, zero_v, "")
+                                    .map_err(llvm)?;
+                            let hid = g.b.build_and(masked_v, off, "").map_err(llvm)?;
+                            let hid = g.b.build_not(hid, "").map_err(llvm)?;
+                            let vis = g.b.build_and(keep[vi as usize], hid, "").map_err(llvm)?;
+                            x.sel(vis, s, ninf_v)?.into_vector_value()
+                        } else {
+                            s
+                        };
+                        let at = g.at(pb, g.int(i as u64 * KEYS + vi * vl))?;
+                        g.store(at, xv, vbytes)?;
+                        vmax = Some(match vmax {
+                            None => xv,
+                            Some(m) => x.vmax(m, xv)?,
+                        });
                     }
+                    let mx = x.reduce(vmax.expect("KEYS ≥ VL"), |a, b| x.vmax(a, b))?;
+                    let mp = g.at(mx_p, g.mul(rowi[i], mx_r)?)?;
+                    let m_old = g.load(mp)?;
+                    let mn = x.smax(m_old, mx)?;
+                    let e = math.exp(fsub(m_old, mn)?)?;
+                    alpha.push(x.sel(is_inf(m_old)?, zero, e)?.into_float_value());
+                    m_new.push(mn);
+                    g.store(to(i, mp)?, mn, 4)?;
+                }
+                // p = e^{x − m} in place, one loop per row (vectorised by LLVM); the row sums.
+                for (i, mn) in m_new.iter().enumerate() {
+                    let row = g.at(pb, g.int(i as u64 * KEYS))?;
+                    g.each(g.int(0), g.int(KEYS), 1, |g, c| {
+                        let at = g.at(row, c)?;
+                        let xv = g.load(at)?;
+                        let e = math.exp(fsub(xv, *mn)?)?;
+                        let p = x.sel(is_inf(xv)?, zero, e)?;
+                        g.store(at, p, 4)
+                    })?;
+                    let mut sum = x.vload(row, vbytes)?;
+                    for vi in 1..nv {
+                        let y = x.vload(g.at(row, g.int(vi * vl))?, vbytes)?;
+                        sum = g.b.build_float_add(sum, y, "").map_err(llvm)?;
+                    }
+                    let ls = x.reduce(sum, |a, b| g.b.build_float_add(a, b, "").map_err(llvm))?;
+                    let lp = g.at(sm_p, g.mul(rowi[i], sm_r)?)?;
+                    let l_old = g.load(lp)?;
+                    let l = g.b.build_float_mul(l_old, alpha[i], "").map_err(llvm)?;
+                    let l = g.b.build_float_add(l, ls, "").map_err(llvm)?;
+                    g.store(to(i, lp)?, l, 4)?;
+                }
+                // out = α·out + P·V by panels of PV vectors (then one narrower panel).
+                let panel = |nvec: u64, c0: IntValue<'c>| -> R<()> {
+                    let mut orow = Vec::new();
+                    let mut init = Vec::new();
+                    for (i, r) in rowi.iter().enumerate() {
+                        let at = g.at(o, g.add(g.mul(*r, o_r)?, c0)?)?;
+                        let a = g.splat(alpha[i])?;
+                        for vi in 0..nvec {
+                            let y = x.vload(g.at(at, g.int(vi * vl))?, 4)?;
+                            init.push(g.b.build_float_mul(y, a, "").map_err(llvm)?);
+                        }
+                        orow.push(at);
+                    }
+                    let acc = x.fold(cols, &init, |p, cur| {
+                        let vrow = g.at(vb, g.add(g.mul(p, vr)?, c0)?)?;
+                        let mut vv = Vec::new();
+                        for vi in 0..nvec {
+                            vv.push(x.vload(g.at(vrow, g.int(vi * vl))?, 4)?);
+                        }
+                        let mut next = Vec::new();
+                        for i in 0..mr {
+                            let pp = g.at(pb, g.add(g.int(i * KEYS), p)?)?;
+                            let sp = g.splat(g.load(pp)?)?;
+                            for (vi, y) in vv.iter().enumerate() {
+                                next.push(x.fma(sp, *y, cur[(i * nvec) as usize + vi])?);
+                            }
+                        }
+                        Ok(next)
+                    })?;
+                    for (i, at) in orow.iter().enumerate() {
+                        let at = to(i, *at)?;
+                        for vi in 0..nvec {
+                            let y = acc[i * nvec as usize + vi as usize];
+                            g.store(g.at(at, g.int(vi * vl))?, y, 4)?;
+                        }
+                    }
+                    Ok(())
+                };
+                let full =
+                    g.b.build_int_signed_div(wv, g.int(PV), "panels")
+                        .map_err(llvm)?;
+                g.each(g.int(0), full, 1, |g, pi| {
+                    panel(PV, g.mul(pi, g.int(PV * vl))?)
+                })?;
+                let c0 = g.mul(full, g.int(PV * vl))?;
+                let tail = g.sub(wv, g.mul(full, g.int(PV))?)?;
+                for t in 1..PV {
+                    let is =
+                        g.b.build_int_compare(IntPredicate::EQ, tail, g.int(t), "")
+                            .map_err(llvm)?;
+                    g.branch(is, |_| panel(t, c0), |_| Ok(()))?;
                 }
                 Ok(())
             };
-            let full =
-                g.b.build_int_signed_div(wv, g.int(PV), "panels")
-                    .map_err(llvm)?;
-            g.each(g.int(0), full, 1, |g, pi| {
-                panel(PV, g.mul(pi, g.int(PV * vl))?)
-            })?;
-            let c0 = g.mul(full, g.int(PV * vl))?;
-            let tail = g.sub(wv, g.mul(full, g.int(PV))?)?;
-            for t in 1..PV {
-                let is =
-                    g.b.build_int_compare(IntPredicate::EQ, tail, g.int(t), "")
-                        .map_err(llvm)?;
-                g.branch(is, |_| panel(t, c0), |_| Ok(()))?;
+            if !general {
+                return strip();
             }
-            Ok(())
+            let mut seen: Option<VectorValue<'c>> = None;
+            for r in &rowi {
+                let mrow = g.at(mask, g.mul(*r, mask_r)?)?;
+                for (vi, kv) in keep.iter().enumerate() {
+                    let mk = x.vload(g.at(mrow, g.int(vi as u64 * vl))?, 4)?;
+                    let on =
+                        g.b.build_float_compare(FloatPredicate::UNE, mk, zero_v, "")
+                            .map_err(llvm)?;
+                    let off = g.b.build_not(masked_v, "").map_err(llvm)?;
+                    let on = g.b.build_or(on, off, "").map_err(llvm)?;
+                    let on = g.b.build_and(on, *kv, "").map_err(llvm)?;
+                    seen = Some(match seen {
+                        None => on,
+                        Some(a) => g.b.build_or(a, on, "").map_err(llvm)?,
+                    });
+                }
+            }
+            let bits =
+                g.b.build_bit_cast(
+                    seen.expect("rows and keys"),
+                    g.ctx
+                        .custom_width_int_type(
+                            std::num::NonZeroU32::new(vl as u32).expect("vl ≥ 4"),
+                        )
+                        .map_err(llvm)?,
+                    "",
+                )
+                .map_err(llvm)?
+                .into_int_value();
+            let any =
+                g.b.build_int_compare(IntPredicate::NE, bits, bits.get_type().const_zero(), "any")
+                    .map_err(llvm)?;
+            g.branch(any, |_| strip(), |_| Ok(()))
         })
     };
     // Every key visible: no mask and a whole tile of keys.
