@@ -159,6 +159,11 @@ fn attention_matches_the_interpreter_with_small_tiles_and_broadcast_batch() {
         "lt(s, t)",
         "and(le(s, t), eq(rem(sub(t, s), table(b1, [1, 2])), 0))",
         "true",
+        // Tiles decided by the mask's bounds (`kernel/mask_tile.rs`) through not, or, ne,
+        // eq, ge, maximum and minimum, and one whose bound leaves i32 (the mask wraps).
+        "or(not(gt(s, t)), eq(s, 0))",
+        "and(ne(s, 3), ge(minimum(t, 300), maximum(s, 10)))",
+        "le(s, sub(t, add(2147483600, t)))",
     ];
     for mask in masks {
         let ir = format!(
@@ -234,7 +239,10 @@ fn tiled_attention_matches_the_interpreter_across_tiles() {
         );
         let g = parse_graph(&ir).expect("parses");
         let text = seqc::kernel::print::print_program(&seqc::kernel::lower(&g).expect("lowers"));
-        assert!(text.contains("gemm b"), "not the tiled kernel:\n{text}");
+        assert!(
+            text.contains("attn_tile b"),
+            "not the tiled kernel:\n{text}"
+        );
         for t in [450, 1] {
             let e = max_rel_err_t(&ir, t);
             assert!(e < 1e-4, "mask {mask}, T = {t}: {e:.3e}");
@@ -261,9 +269,60 @@ fn tiled_attention_with_full_tiles_matches_the_interpreter_for_each_sign_of_scal
         );
         let g = parse_graph(&ir).expect("parses");
         let text = seqc::kernel::print::print_program(&seqc::kernel::lower(&g).expect("lowers"));
-        assert!(text.contains("gemm b"), "not the tiled kernel:\n{text}");
+        assert!(
+            text.contains("attn_tile b"),
+            "not the tiled kernel:\n{text}"
+        );
         let e = max_rel_err_t(&ir, 450);
         assert!(e < 1e-4, "scale {scale}: {e:.3e}");
+    }
+}
+
+#[test]
+fn attention_tile_step_matches_the_interpreter_at_awkward_sizes() {
+    // The fused tile step (`codegen/cpu/attn_tile.rs`) at depths and value widths that are
+    // not multiples of the vector width, above one panel of 64 columns, at T = 1, 7 (one
+    // partial strip of rows and keys) and the prime 197 (a partial query tile of 192 and a
+    // partial key tile of 64); masks: causal, a window, none, and one hiding every key of
+    // row 0 (a NaN row).
+    // (depth, value width): value widths give 1 to 8 vectors of 16, so each narrower last
+    // panel of out (1, 2 or 3 vectors) and whole panels.
+    let sizes = [
+        (1, 1),
+        (5, 40),
+        (16, 16),
+        (64, 64),
+        (80, 80),
+        (128, 128),
+        (3, 96),
+        (7, 100),
+        (128, 3),
+    ];
+    let masks = [
+        "le(s, t)",
+        "and(le(s, t), lt(sub(t, s), 70))",
+        "true",
+        "lt(s, t)",
+    ];
+    for (d, e) in sizes {
+        for mask in masks {
+            let ir = format!(
+                "graph(B, T) {{
+  %0 = input \"q\" : f32[B, 2, T, {d}]
+  %1 = input \"k\" : f32[B, 2, T, {d}]
+  %2 = input \"v\" : f32[B, 2, T, {e}]
+  %3 = attention(%0, %1, %2) mask=\"{mask}\" scale=0.3 tile_q=64 tile_k=64 : f32[B, 2, T, {e}]
+  output \"y\" = %3
+}}
+"
+            );
+            let g = parse_graph(&ir).expect("parses");
+            let text =
+                seqc::kernel::print::print_program(&seqc::kernel::lower(&g).expect("lowers"));
+            assert!(text.contains("attn_tile b"), "not the tile step:\n{text}");
+            let err = max_rel_err_at(&g, &[1, 7, 197]);
+            assert!(err < 1e-4, "D = {d}, E = {e}, mask {mask}: {err:.3e}");
+        }
     }
 }
 

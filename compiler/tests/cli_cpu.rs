@@ -112,6 +112,44 @@ fn run_on_cpu_prints_what_the_interpreter_prints() {
     }
 }
 
+/// The attention tile step at each vector width (16 floats: 6-row strips; 8 and 4: 1-row
+/// strips, 4 lanes also 16 vectors per strip row) prints what the interpreter prints, over
+/// a partial query tile and partial key tiles (T = 200).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn causal_attention_at_each_x86_64_level_prints_what_the_interpreter_prints() {
+    let spec = "xtask/bench/sdpa_causal.seq";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("m.seqc");
+    ok(&[
+        "compile",
+        spec,
+        "--dumps",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    let kernels = std::fs::read_to_string(out.join("kernels.txt")).expect("kernel dump");
+    assert!(kernels.contains("attn_tile b"), "{kernels}");
+    let args = ["run", spec, "--dims", "B=1,H=2,T=200", "--seed", "3"];
+    let (interp, _) = ok(&args);
+    let (wi, ni) = split_summary(&interp);
+    let avx2 =
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+    for (level, runs) in [("x86-64", true), ("x86-64-v3", avx2), ("native", true)] {
+        if !runs {
+            continue;
+        }
+        let (cpu, _) = ok(&[&args[..], &["--backend", "cpu", "--cpu", level]].concat());
+        let (wc, nc) = split_summary(&cpu);
+        assert_eq!(wc, wi, "{level}:\n{cpu}\n{interp}");
+        assert_eq!(nc.len(), ni.len(), "{level}:\n{cpu}\n{interp}");
+        let scale = ni.iter().fold(1e-6f64, |m, x| m.max(x.abs()));
+        for (a, b) in nc.iter().zip(&ni) {
+            assert!((a - b).abs() <= 1e-4 * scale, "{level}:\n{cpu}\n{interp}");
+        }
+    }
+}
+
 #[test]
 fn dump_kernels_and_llvm() {
     let (k, _) = ok(&["dump", "ir-specs/lru.seq", "--stage", "kernels"]);

@@ -25,6 +25,7 @@ pub mod gemm;
 mod inline;
 mod linear_attn;
 mod lower;
+mod mask_tile;
 pub mod plan;
 pub mod print;
 pub mod recur;
@@ -201,6 +202,8 @@ pub enum Stmt {
     Gemm(Box<Gemm>),
     /// One block of columns of a linear-attention recurrence (see [`Recur`]).
     Recur(Box<Recur>),
+    /// One (query tile, key tile) step of tiled softmax attention (see [`AttnTile`]).
+    AttnTile(Box<AttnTile>),
 }
 
 /// A strided view of a buffer as a matrix: element (i, j) is `buf[offset + i·rows + j·cols]`.
@@ -229,6 +232,54 @@ pub struct Gemm {
     pub b: Strided,
     pub c: Strided,
     pub accumulate: bool,
+}
+
+/// One step of f32 online-softmax attention for a tile of `rows` queries against a tile of
+/// `cols` keys (1 ≤ cols ≤ [`AttnTile::KEYS`]), every view indexed [row, column]: with
+/// s[i, j] = Σ_{d < depth} q[i, d]·k[j, d] and x = s·scale (scale rounded to f32) where
+/// j < cols and (`masked` is false or mask[i, j] ≠ 0), −∞ elsewhere:
+///   mx = max(max[i], max_j x);  p = e^{x − mx} (0 where x = −∞);
+///   α = e^{max[i] − mx} (0 while max[i] = −∞);  sum[i] = sum[i]·α + Σ_j p;  max[i] = mx;
+///   out[i, e] = out[i, e]·α + Σ_j p·v[j, e]  for e < width.
+/// A NaN score makes its row's sum and output NaN (the maximum may or may not be NaN).
+/// depth and width are at most `gemm::BLOCK_N`; `out` has unit column stride and columns up
+/// to `width` rounded up to 16 (the columns past `width` get products with zeros); `max` and
+/// `sum` are read at [i, 0]; `mask` spans rows × KEYS and its values matter only when
+/// `masked`. The backend fuses the products and the softmax step in registers (CPU:
+/// `codegen/cpu/attn_tile.rs`), summing in an order it chooses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttnTile {
+    pub rows: Expr,
+    pub cols: Expr,
+    pub depth: Expr,
+    pub width: Expr,
+    pub scale: f64,
+    pub q: Strided,
+    pub k: Strided,
+    pub v: Strided,
+    pub out: Strided,
+    pub max: Strided,
+    pub sum: Strided,
+    pub mask: Strided,
+    pub masked: Expr,
+}
+
+impl AttnTile {
+    /// Keys per tile at most (the backend's score strip is this wide).
+    pub const KEYS: i64 = 64;
+
+    /// The views with whether each is written.
+    pub fn views(&self) -> Vec<(&Strided, bool)> {
+        vec![
+            (&self.q, false),
+            (&self.k, false),
+            (&self.v, false),
+            (&self.out, true),
+            (&self.max, true),
+            (&self.sum, true),
+            (&self.mask, false),
+        ]
+    }
 }
 
 /// The f32 recurrence of causal linear attention over the columns e < `width` of one batch
@@ -433,6 +484,17 @@ impl Stmt {
                     e.for_each_load(&mut |b| f(b, false));
                 }
                 for (s, write) in r.views() {
+                    for e in [&s.offset, &s.rows, &s.cols] {
+                        e.for_each_load(&mut |b| f(b, false));
+                    }
+                    f(s.buf, write);
+                }
+            }
+            Stmt::AttnTile(t) => {
+                for e in [&t.rows, &t.cols, &t.depth, &t.width, &t.masked] {
+                    e.for_each_load(&mut |b| f(b, false));
+                }
+                for (s, write) in t.views() {
                     for e in [&s.offset, &s.rows, &s.cols] {
                         e.for_each_load(&mut |b| f(b, false));
                     }

@@ -142,6 +142,26 @@ fn print_body(s: &mut String, p: &Program, body: &[Stmt], depth: usize) {
                     expr(p, &r.width)
                 );
             }
+            Stmt::AttnTile(t) => {
+                let m = |x: &Strided| strided(p, x);
+                let _ = writeln!(
+                    s,
+                    "{pad}attn_tile {} max {} sum {} q {} k {} v {} scale {} mask {} if {} (rows {}, cols {}, depth {}, width {})",
+                    m(&t.out),
+                    m(&t.max),
+                    m(&t.sum),
+                    m(&t.q),
+                    m(&t.k),
+                    m(&t.v),
+                    t.scale,
+                    m(&t.mask),
+                    expr(p, &t.masked),
+                    expr(p, &t.rows),
+                    expr(p, &t.cols),
+                    expr(p, &t.depth),
+                    expr(p, &t.width)
+                );
+            }
         }
     }
 }

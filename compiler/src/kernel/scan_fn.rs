@@ -518,6 +518,30 @@ fn rewrite_stmt(s: &mut Stmt, off: u32, fakes: &[Slot]) {
                 }
             }
         }
+        Stmt::AttnTile(t) => {
+            for e in [
+                &mut t.rows,
+                &mut t.cols,
+                &mut t.depth,
+                &mut t.width,
+                &mut t.masked,
+            ] {
+                *e = fix(e);
+            }
+            for m in [
+                &mut t.q,
+                &mut t.k,
+                &mut t.v,
+                &mut t.out,
+                &mut t.max,
+                &mut t.sum,
+                &mut t.mask,
+            ] {
+                for e in [&mut m.offset, &mut m.rows, &mut m.cols] {
+                    *e = fix(e);
+                }
+            }
+        }
         Stmt::Gemm(g) => {
             for e in [&mut g.m, &mut g.n, &mut g.k] {
                 *e = fix(e);

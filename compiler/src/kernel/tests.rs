@@ -316,10 +316,11 @@ fn linear_attn_and_attention_are_direct_loop_nests() {
     let ops: Vec<&str> = p.kernels.iter().map(|k| k.op.as_str()).collect();
     // The decay factors, then the blocked recurrence.
     assert_eq!(ops, ["linear_attn", "linear_attn", "attention"], "{text}");
-    // The decay factor and the mask, evaluated in the loops.
+    // The decay factor and the mask, evaluated in the loops; the scale, applied by the
+    // attention tile step.
     assert!(text.contains("exp.f32("), "{text}");
     assert!(text.contains("le.i32("), "{text}");
-    assert!(text.contains("0.5:f32"), "{text}");
+    assert!(text.contains("scale 0.5 "), "{text}");
 }
 
 #[test]
@@ -453,6 +454,6 @@ fn each_extract_of_attention_lse_is_one_kernel() {
         !p.buffers.iter().any(|b| b.node == crate::ir::NodeId(1)),
         "{text}"
     );
-    assert!(text.contains("gemm b"), "{text}");
+    assert!(text.contains("attn_tile b"), "{text}");
     assert!(text.contains("log.f64("), "{text}");
 }

@@ -12,7 +12,7 @@
 
 use super::CodegenError;
 use crate::ir::{BinaryOp, UnaryOp};
-use crate::kernel::{BufId, Expr, Gemm, Kernel, Loop, Program, Recur, Stmt, Strided, Ty};
+use crate::kernel::{AttnTile, BufId, Expr, Gemm, Kernel, Loop, Program, Recur, Stmt, Strided, Ty};
 use inkwell::attributes::AttributeLoc;
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
@@ -212,6 +212,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
             }
             Stmt::Gemm(g) => self.gemm(g),
             Stmt::Recur(r) => self.recur(r),
+            Stmt::AttnTile(t) => self.attn_tile(t),
             Stmt::If { cond, body } => {
                 let c = self.expr(cond)?.into_int_value();
                 let (then, end) = (self.block("if.then"), self.block("if.end"));
@@ -240,6 +241,37 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
             self.strided_args(s, true, &mut args)?;
         }
         args.push(self.i64t.const_int(g.accumulate as u64, false).into());
+        self.b.build_call(f, &args, "").map_err(llvm)?;
+        Ok(())
+    }
+
+    /// A call of the module's attention tile step (`attn_tile.rs`).
+    fn attn_tile(&mut self, t: &AttnTile) -> R<()> {
+        let f = super::attn_tile::function(self.ctx, self.module, self.vl)?;
+        let mut args: Vec<BasicMetadataValueEnum> = Vec::new();
+        for e in [&t.rows, &t.cols, &t.depth, &t.width] {
+            args.push(self.expr(e)?.into_int_value().into());
+        }
+        // (view, whether its column stride is passed): out, max, sum and the mask have
+        // unit column stride (max and sum are read at column 0).
+        for (s, cols) in [
+            (&t.q, true),
+            (&t.k, true),
+            (&t.v, true),
+            (&t.out, false),
+            (&t.max, false),
+            (&t.sum, false),
+            (&t.mask, false),
+        ] {
+            self.strided_args(s, cols, &mut args)?;
+        }
+        let masked = self.expr(&t.masked)?.into_int_value();
+        let masked = self
+            .b
+            .build_int_z_extend(masked, self.i64t, "")
+            .map_err(llvm)?;
+        args.push(masked.into());
+        args.push(self.ctx.f32_type().const_float(t.scale).into());
         self.b.build_call(f, &args, "").map_err(llvm)?;
         Ok(())
     }

@@ -72,15 +72,17 @@ pub fn function<'c>(ctx: &'c Context, module: &Module<'c>, vl: u32) -> R<Functio
     Ok(f)
 }
 
-struct Gen<'a, 'c> {
-    ctx: &'c Context,
-    module: &'a Module<'c>,
-    b: Builder<'c>,
-    f: FunctionValue<'c>,
-    i64t: IntType<'c>,
-    f32t: FloatType<'c>,
-    vt: VectorType<'c>,
-    vl: u64,
+/// The generator of one function (its builder, types and vector shape); `attn_tile.rs`
+/// builds its function with the same helpers.
+pub(super) struct Gen<'a, 'c> {
+    pub(super) ctx: &'c Context,
+    pub(super) module: &'a Module<'c>,
+    pub(super) b: Builder<'c>,
+    pub(super) f: FunctionValue<'c>,
+    pub(super) i64t: IntType<'c>,
+    pub(super) f32t: FloatType<'c>,
+    pub(super) vt: VectorType<'c>,
+    pub(super) vl: u64,
     mr: u64,
     nv: u64,
 }
@@ -98,7 +100,12 @@ impl<'c> IntOps<'c> for Gen<'_, 'c> {
 }
 
 impl<'a, 'c> Gen<'a, 'c> {
-    fn new(ctx: &'c Context, module: &'a Module<'c>, f: FunctionValue<'c>, vl: u32) -> Self {
+    pub(super) fn new(
+        ctx: &'c Context,
+        module: &'a Module<'c>,
+        f: FunctionValue<'c>,
+        vl: u32,
+    ) -> Self {
         let (mr, nv) = shape(vl);
         Gen {
             ctx,
@@ -115,26 +122,26 @@ impl<'a, 'c> Gen<'a, 'c> {
     }
 
     /// `&p[i]` for f32 elements.
-    fn at(&self, p: PointerValue<'c>, i: IntValue<'c>) -> R<PointerValue<'c>> {
+    pub(super) fn at(&self, p: PointerValue<'c>, i: IntValue<'c>) -> R<PointerValue<'c>> {
         // The generated code indexes within the block the caller passes (m ≤ BLOCK_M,
         // n ≤ BLOCK_N, its buffers' strides) and within the stack panels sized for them.
         super::emit::gep(&self.b, self.f32t.into(), p, i)
     }
 
-    fn load(&self, p: PointerValue<'c>) -> R<inkwell::values::FloatValue<'c>> {
+    pub(super) fn load(&self, p: PointerValue<'c>) -> R<inkwell::values::FloatValue<'c>> {
         let v = self.b.build_load(self.f32t, p, "").map_err(llvm)?;
         set_align(&v, 4)?;
         Ok(v.into_float_value())
     }
 
-    fn store(&self, p: PointerValue<'c>, v: impl BasicValue<'c>, align: u32) -> R<()> {
+    pub(super) fn store(&self, p: PointerValue<'c>, v: impl BasicValue<'c>, align: u32) -> R<()> {
         let s = self.b.build_store(p, v).map_err(llvm)?;
         s.set_alignment(align).map_err(llvm)?;
         Ok(())
     }
 
     /// `for i in (start..end).step_by(step) { body(i) }`, test at the top.
-    fn each(
+    pub(super) fn each(
         &self,
         start: IntValue<'c>,
         end: IntValue<'c>,
@@ -164,7 +171,7 @@ impl<'a, 'c> Gen<'a, 'c> {
     }
 
     /// `if cond { then } else { other }`.
-    fn branch(
+    pub(super) fn branch(
         &self,
         cond: IntValue<'c>,
         then: impl FnOnce(&Self) -> R<()>,
@@ -448,7 +455,7 @@ impl<'a, 'c> Gen<'a, 'c> {
             .collect())
     }
 
-    fn splat(&self, s: inkwell::values::FloatValue<'c>) -> R<VectorValue<'c>> {
+    pub(super) fn splat(&self, s: inkwell::values::FloatValue<'c>) -> R<VectorValue<'c>> {
         let undef = self.vt.get_undef();
         let one = self
             .b

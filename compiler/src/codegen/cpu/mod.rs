@@ -2,6 +2,7 @@
 //! CPU (its triple, CPU name and feature string; the vector width follows from the features)
 //! → an object file → a shared object linked by the system C compiler (`cc -shared`).
 
+mod attn_tile;
 mod build;
 mod emit;
 mod gemm;
