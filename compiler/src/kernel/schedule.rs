@@ -12,7 +12,7 @@
 //! Loops holding an accumulator update (reductions) stay `Serial`: their floating-point
 //! order is the interpreter's, and reassociating it for lanes would change the result.
 //! Block products, attention tiles and recurrences have schedules of their own (`gemm.rs`,
-//! `flash.rs`, `recur.rs`) and are not looked into.
+//! `flash.rs`, `recur.rs`) and are not looked into: a loop holding one is not innermost.
 
 use super::{Expr, Loop, Program, Sched, Stmt, Var};
 use crate::ir::{BinaryOp, UnaryOp};
@@ -45,7 +45,11 @@ fn visit(s: &mut Stmt) {
                 visit(s);
             }
         }
-        Stmt::Store { .. } | Stmt::Assign { .. } | Stmt::Gemm(_) | Stmt::Recur(_) => {}
+        Stmt::Store { .. }
+        | Stmt::Assign { .. }
+        | Stmt::Gemm(_)
+        | Stmt::Recur(_)
+        | Stmt::AttnTile(_) => {}
     }
 }
 
@@ -54,7 +58,7 @@ fn innermost(body: &[Stmt]) -> bool {
     body.iter().all(|s| match s {
         Stmt::Store { .. } | Stmt::Assign { .. } => true,
         Stmt::If { body, .. } => innermost(body),
-        Stmt::Loop(_) | Stmt::Gemm(_) | Stmt::Recur(_) => false,
+        Stmt::Loop(_) | Stmt::Gemm(_) | Stmt::Recur(_) | Stmt::AttnTile(_) => false,
     })
 }
 

@@ -1,5 +1,5 @@
 //! Replacing a loop variable by an expression everywhere in a statement: its loads, stores,
-//! extents, conditions and the views of its block products and recurrences. Used when loops
+//! extents, conditions and the views of its block products, recurrences and attention tiles. Used when loops
 //! are merged into one (`Lowerer::nest`), the old variables then read back from the new one.
 
 use super::{Expr, Stmt, Strided, Var};
@@ -41,6 +41,28 @@ pub(super) fn in_stmt(s: &mut Stmt, v: Var, by: &Expr) {
             }
             if let Some(d) = &mut r.decay {
                 in_view(d, v, by);
+            }
+        }
+        Stmt::AttnTile(t) => {
+            for e in [
+                &mut t.rows,
+                &mut t.cols,
+                &mut t.depth,
+                &mut t.width,
+                &mut t.masked,
+            ] {
+                in_expr(e, v, by);
+            }
+            for s in [
+                &mut t.q,
+                &mut t.k,
+                &mut t.v,
+                &mut t.out,
+                &mut t.max,
+                &mut t.sum,
+                &mut t.mask,
+            ] {
+                in_view(s, v, by);
             }
         }
     }
