@@ -93,6 +93,8 @@ pub(super) struct Lowerer<'g> {
     inline: Vec<bool>,
     /// Per einsum, the operand position of the `scan` it computes itself, if any.
     absorbed: Vec<Option<usize>>,
+    /// Per `div`, the numerator and normaliser it computes itself (`recur.rs`), if any.
+    normalised: Vec<Option<(NodeId, NodeId)>>,
     /// Per node, its shape as expressions.
     pub(super) shapes: Vec<Vec<Expr>>,
     /// The kernel being built: its variables and accumulators.
@@ -162,6 +164,10 @@ impl<'g> Lowerer<'g> {
                 inline[g.nodes[i].inputs[*p].index()] = true;
             }
         }
+        // A normalised linear attention: the division runs both recurrences (`recur.rs`).
+        let normalised: Vec<Option<(NodeId, NodeId)>> = (0..g.nodes.len())
+            .map(|i| super::recur::normalised(g, NodeId(i as u32), &uses, &outputs, &inline))
+            .collect();
         Ok(Lowerer {
             g,
             prog: Program {
@@ -173,6 +179,7 @@ impl<'g> Lowerer<'g> {
             buf_of: vec![None; g.nodes.len()],
             inline,
             absorbed,
+            normalised,
             shapes,
             vars: 0,
             accs: Vec::new(),
@@ -265,6 +272,7 @@ impl<'g> Lowerer<'g> {
                 return Ok(());
             }
             Op::AttentionLse { .. } => return Ok(()),
+            Op::LinearAttn { .. } if self.in_normalised(id) => return Ok(()),
             _ if self.inline[id.index()] => return Ok(()),
             _ => {}
         }
@@ -272,6 +280,12 @@ impl<'g> Lowerer<'g> {
         self.accs.clear();
         let out = self.add_buffer(id, BufKind::Temp);
         let kernels = match &n.op {
+            Op::Binary(BinaryOp::Div)
+                if self.scope.is_none() && self.normalised[id.index()].is_some() =>
+            {
+                let (num, _) = self.normalised[id.index()].expect("checked");
+                self.linear_attn_normalised(id, out, num)?
+            }
             Op::Const { .. }
             | Op::Iota { .. }
             | Op::Unary(_)
@@ -345,6 +359,17 @@ impl<'g> Lowerer<'g> {
             self.push_kernel(id, root);
         }
         Ok(())
+    }
+
+    /// Whether `linear_attn` node `id` is computed by a normalised division (never inside a
+    /// `scan_fn` body, where the blocked form does not apply).
+    fn in_normalised(&self, id: NodeId) -> bool {
+        self.scope.is_none()
+            && self
+                .normalised
+                .iter()
+                .flatten()
+                .any(|(a, b)| *a == id || *b == id)
     }
 
     /// Appends a kernel computing node `id` with the current accumulators.

@@ -290,6 +290,13 @@ impl AttnTile {
 /// then out[t, e] = o[e]. The backend fuses each multiply-add (one rounding) and sums over c
 /// in order. `v`, `out` and `state` have unit column stride; `out` and `state` must not
 /// overlap each other or any operand.
+///
+/// With `norm` (n = the K floats at `norm.offset`, unit stride, set to 0 first; they too
+/// must overlap nothing else) the task also runs the normaliser, the same recurrence with
+/// v = 1: per step den = 0, for c < `rows`: n[c] = d[t, c]·n[c] + k[t, c];
+/// den += q[t, c]·n[c] (`strict`: before the update); then out[t, e] = o[e] / den in f32
+/// (0/0 = NaN, x/0 = ±inf). Each task computes n itself: with V > `BLOCK_W` the tasks of
+/// one batch index repeat it (K multiply-adds per step against K·64 of the block).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recur {
     pub steps: Expr,
@@ -302,6 +309,7 @@ pub struct Recur {
     pub state: Strided,
     pub decay: Option<Strided>,
     pub strict: bool,
+    pub norm: Option<Strided>,
 }
 
 impl Recur {
@@ -315,6 +323,7 @@ impl Recur {
             (&self.state, true),
         ];
         v.extend(self.decay.iter().map(|d| (d, false)));
+        v.extend(self.norm.iter().map(|n| (n, true)));
         v
     }
 }

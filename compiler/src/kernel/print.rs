@@ -127,9 +127,13 @@ fn print_body(s: &mut String, p: &Program, body: &[Stmt], depth: usize) {
             Stmt::Recur(r) => {
                 let m = |x: &Strided| strided(p, x);
                 let d = r.decay.as_ref().map_or("1".to_string(), m);
+                let norm = r
+                    .norm
+                    .as_ref()
+                    .map_or(String::new(), |n| format!(" / norm {}", m(n)));
                 let _ = writeln!(
                     s,
-                    "{pad}recur{} {} state {} q {} k {} v {} decay {} (steps {}, rows {}, width {})",
+                    "{pad}recur{} {}{norm} state {} q {} k {} v {} decay {} (steps {}, rows {}, width {})",
                     if r.strict { " strict" } else { "" },
                     m(&r.out),
                     m(&r.state),

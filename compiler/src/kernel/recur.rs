@@ -12,7 +12,7 @@ use super::access::{add, div, flat, int, min, mul, sub, unflatten};
 use super::gemm::{coeff, subst};
 use super::lower::{Lowerer, serial};
 use super::{BufId, Expr, Loop, Recur, Sched, Stmt, Strided, Ty, Var};
-use crate::ir::{NodeId, UnaryOp};
+use crate::ir::{BinaryOp, Graph, Literal, NodeId, Op, UnaryOp};
 
 /// Columns of V per block (a multiple of every vector width the backend uses).
 pub const BLOCK_W: i64 = 64;
@@ -31,6 +31,34 @@ impl Lowerer<'_> {
         id: NodeId,
         out: BufId,
         strict: bool,
+    ) -> Result<Option<Vec<Loop>>, super::KernelError> {
+        self.blocked(id, out, strict, false)
+    }
+
+    /// The kernels of `div` node `div` whose numerator `num` and normaliser [`normalised`]
+    /// found: the blocked recurrence of `num` writing `div`'s buffer, each task carrying the
+    /// normaliser's state and dividing by it ([`Recur::norm`]).
+    pub(super) fn linear_attn_normalised(
+        &mut self,
+        div: NodeId,
+        out: BufId,
+        num: NodeId,
+    ) -> Result<Vec<Loop>, super::KernelError> {
+        let Op::LinearAttn { strict, .. } = self.g.node(num).op else {
+            return Err(self.invalid(div, "expects a linear_attn numerator"));
+        };
+        self.blocked(num, out, strict, true)?
+            .ok_or_else(|| self.invalid(div, "expects f32 operands of one rank outside a body"))
+    }
+
+    /// The blocked kernels of `linear_attn` node `id` into `out`; with `norm`, divided by
+    /// the normaliser (the same recurrence with v = 1).
+    fn blocked(
+        &mut self,
+        id: NodeId,
+        out: BufId,
+        strict: bool,
+        norm: bool,
     ) -> Result<Option<Vec<Loop>>, super::KernelError> {
         // Inside a `scan_fn` body buffers are remapped access by access (`scan_fn.rs`).
         if self.scope.is_some() {
@@ -159,6 +187,14 @@ impl Lowerer<'_> {
             sdims.push(self.dims_of(id)[r - 1].clone());
             self.add_scratch(id, sdims)
         };
+        // The normaliser's state: K floats per task, [batch…, blocks, K].
+        let norm_buf = norm.then(|| {
+            let vdim = self.dims_of(id)[r - 1].clone();
+            let mut ndims = self.dims_of(id)[..r - 2].to_vec();
+            ndims.push(vdim.ceil_div(BLOCK_W).unwrap_or(vdim));
+            ndims.push(self.dims_of(ins[0])[r - 1].clone());
+            self.add_scratch(id, ndims)
+        });
         // The parallel loop over (batch index, block).
         let blocks = div(add(vd.clone(), int(BLOCK_W - 1)), int(BLOCK_W));
         let batches = lead_ext.iter().cloned().fold(int(1), mul);
@@ -216,6 +252,12 @@ impl Lowerer<'_> {
                 }
             }),
             strict,
+            norm: norm_buf.map(|buf| Strided {
+                buf,
+                offset: mul(Expr::Var(task), kd.clone()),
+                rows: int(0),
+                cols: int(1),
+            }),
         };
         kernels.push(Loop {
             var: task,
@@ -224,5 +266,90 @@ impl Lowerer<'_> {
             body: vec![Stmt::Recur(Box::new(rec))],
         });
         Ok(Some(kernels))
+    }
+}
+
+/// The numerator and normaliser of `div` node `id` when it is a normalised causal linear
+/// attention that one normalised [`Recur`] computes: `div(linear_attn(q, k, v(, g)),
+/// linear_attn(q, k, ones(, g)))` in f32, both with the same q, k (and g) nodes, strict and
+/// chunk, each used only by the division (and no output), the normaliser's v a constant 1
+/// of width 1 (a `const`, through `broadcast` and `reshape`), the division of the
+/// numerator's shape and not computed inline at its uses.
+pub(super) fn normalised(
+    g: &Graph,
+    id: NodeId,
+    uses: &[usize],
+    outputs: &[NodeId],
+    inline: &[bool],
+) -> Option<(NodeId, NodeId)> {
+    let n = g.node(id);
+    if !matches!(n.op, Op::Binary(BinaryOp::Div)) || n.inputs.len() != 2 || inline[id.index()] {
+        return None;
+    }
+    let (num, den) = (n.inputs[0], n.inputs[1]);
+    let (a, b) = (g.node(num), g.node(den));
+    let (
+        Op::LinearAttn {
+            chunk: ca,
+            strict: sa,
+        },
+        Op::LinearAttn {
+            chunk: cb,
+            strict: sb,
+        },
+    ) = (&a.op, &b.op)
+    else {
+        return None;
+    };
+    let single = |x: NodeId| uses[x.index()] == 1 && !outputs.contains(&x);
+    let f32_of = |x: NodeId| {
+        g.node(x)
+            .ty
+            .tensor()
+            .is_some_and(|t| Ty::of(t.dtype) == Some(Ty::F32))
+    };
+    let shape = |x: NodeId| g.node(x).ty.tensor().map(|t| t.shape.clone());
+    let (ns, ds) = (shape(num)?, shape(den)?);
+    let r = ns.len();
+    let same_inputs = a.inputs.len() == b.inputs.len()
+        && a.inputs.len() >= 3
+        && a.inputs[0] == b.inputs[0]
+        && a.inputs[1] == b.inputs[1]
+        && a.inputs.get(3) == b.inputs.get(3);
+    if num == den || !same_inputs || ca != cb || sa != sb || !single(num) || !single(den) {
+        return None;
+    }
+    let operands = [
+        id,
+        num,
+        den,
+        a.inputs[0],
+        a.inputs[1],
+        a.inputs[2],
+        b.inputs[2],
+    ];
+    let ranks = operands
+        .iter()
+        .all(|x| shape(*x).is_some_and(|s| s.len() == r));
+    let one = crate::ir::DimExpr::constant(1);
+    let ones_width = ds.len() == r && r >= 2 && ds[..r - 1] == ns[..r - 1] && ds[r - 1] == one;
+    (operands.iter().all(|x| f32_of(*x))
+        && ranks
+        && ones_width
+        && shape(id)? == ns
+        && is_one(g, b.inputs[2]))
+    .then_some((num, den))
+}
+
+/// Whether node `id` is 1 everywhere: a float `const` 1, through `broadcast` and `reshape`.
+fn is_one(g: &Graph, id: NodeId) -> bool {
+    let n = g.node(id);
+    match &n.op {
+        Op::Const {
+            value: Literal::Float(x),
+            ..
+        } => *x == 1.0,
+        Op::Broadcast { .. } | Op::Reshape { .. } => is_one(g, n.inputs[0]),
+        _ => false,
     }
 }

@@ -512,6 +512,7 @@ fn rewrite_stmt(s: &mut Stmt, off: u32, fakes: &[Slot]) {
             }
             let mut views = vec![&mut r.q, &mut r.k, &mut r.v, &mut r.out, &mut r.state];
             views.extend(r.decay.as_mut());
+            views.extend(r.norm.as_mut());
             for m in views {
                 for e in [&mut m.offset, &mut m.rows, &mut m.cols] {
                     *e = fix(e);

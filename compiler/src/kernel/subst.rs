@@ -39,7 +39,7 @@ pub(super) fn in_stmt(s: &mut Stmt, v: Var, by: &Expr) {
             for s in [&mut r.q, &mut r.k, &mut r.v, &mut r.out, &mut r.state] {
                 in_view(s, v, by);
             }
-            if let Some(d) = &mut r.decay {
+            for d in r.decay.iter_mut().chain(r.norm.iter_mut()) {
                 in_view(d, v, by);
             }
         }

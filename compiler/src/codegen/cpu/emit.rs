@@ -278,8 +278,14 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
 
     /// A call of the module's linear-attention recurrence (`recur.rs`).
     fn recur(&mut self, r: &Recur) -> R<()> {
-        let f =
-            super::recur::function(self.ctx, self.module, self.vl, r.decay.is_some(), r.strict)?;
+        let f = super::recur::function(
+            self.ctx,
+            self.module,
+            self.vl,
+            r.decay.is_some(),
+            r.strict,
+            r.norm.is_some(),
+        )?;
         let mut args: Vec<BasicMetadataValueEnum> = Vec::new();
         for e in [&r.steps, &r.rows, &r.width] {
             args.push(self.expr(e)?.into_int_value().into());
@@ -297,6 +303,16 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
         ] {
             self.strided_args(s, cols, &mut args)?;
         }
+        // The normaliser's state (without one, the state stands in: never read).
+        let n = r.norm.as_ref().unwrap_or(&r.state);
+        let off = self.expr(&n.offset)?.into_int_value();
+        let base = gep(
+            &self.b,
+            self.ctx.f32_type().into(),
+            self.buf_ptr(n.buf)?,
+            off,
+        )?;
+        args.push(base.into());
         self.b.build_call(f, &args, "").map_err(llvm)?;
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! The f32 linear-attention recurrence of [`crate::kernel::Recur`]: one internal LLVM
 //! function per module and variant (with or without decay, strict or not),
 //!
-//! `void seqc_recur_f32_<decay><strict>(i64 steps, i64 rows, i64 width, f32 *q, i64 q_t,
+//! `void seqc_recur_f32_<decay><strict>[n](i64 steps, i64 rows, i64 width, f32 *q, i64 q_t,
 //! i64 q_c, f32 *k, i64 k_t, i64 k_c, f32 *v, i64 v_t, f32 *out, i64 out_t, f32 *s, i64 s_c,
-//! f32 *d, i64 d_t, i64 d_c)`
+//! f32 *d, i64 d_t, i64 d_c, f32 *n)`
+//!
+//! (`n`: the normalised variant, `n` the normaliser's state, read only there).
 //!
 //! The columns run in passes of up to `NV` vectors (`NV · VL` columns). A pass takes the
 //! steps two at a time and keeps their v rows and output sums in vector registers: per row c
@@ -15,6 +17,12 @@
 //! per call against 30 ms one step at a time (`perf record` samples in `kernels.so`). A pass
 //! narrower than `NV` vectors has its own copy of the loop with fewer vectors; its last vector
 //! is masked (masked loads read 0, masked stores skip).
+//!
+//! The normalised variant also carries, per step of a pair, the normaliser's sum as a vector
+//! of equal lanes: per row it broadcasts n[c], updates it per step (n ← d·n + k, den ← q·n +
+//! den with one fused multiply-add) and stores it once; the output sums are divided by den
+//! before their store. A pass recomputes n from 0 (passes narrower than the task's width
+//! repeat it). It always takes the passes, also at width 1.
 
 use super::CodegenError;
 use super::build::{IntOps, R, llvm, set_align};
@@ -37,8 +45,14 @@ pub fn function<'c>(
     vl: u32,
     decay: bool,
     strict: bool,
+    norm: bool,
 ) -> R<FunctionValue<'c>> {
-    let name = format!("seqc_recur_f32_{}{}", decay as u8, strict as u8);
+    let name = format!(
+        "seqc_recur_f32_{}{}{}",
+        decay as u8,
+        strict as u8,
+        if norm { "n" } else { "" }
+    );
     if let Some(f) = module.get_function(&name) {
         return Ok(f);
     }
@@ -46,8 +60,8 @@ pub fn function<'c>(
         ctx.i64_type().into(),
         ctx.ptr_type(AddressSpace::default()).into(),
     );
-    let params: [BasicMetadataTypeEnum; 18] =
-        [i, i, i, p, i, i, p, i, i, p, i, p, i, p, i, p, i, i];
+    let params: [BasicMetadataTypeEnum; 19] =
+        [i, i, i, p, i, i, p, i, i, p, i, p, i, p, i, p, i, i, p];
     let f = module.add_function(
         &name,
         ctx.void_type().fn_type(&params, false),
@@ -55,7 +69,7 @@ pub fn function<'c>(
     );
     // The callers pass distinct buffers for the written state and output (`Recur`).
     let noalias = ctx.create_enum_attribute(Attribute::get_named_enum_kind_id("noalias"), 0);
-    for k in [3, 6, 9, 11, 13, 15] {
+    for k in [3, 6, 9, 11, 13, 15, 18] {
         f.add_attribute(AttributeLoc::Param(k), noalias);
     }
     Gen {
@@ -69,6 +83,7 @@ pub fn function<'c>(
         vl: vl as u64,
         decay,
         strict,
+        norm,
     }
     .emit()?;
     Ok(f)
@@ -85,6 +100,7 @@ struct Gen<'a, 'c> {
     vl: u64,
     decay: bool,
     strict: bool,
+    norm: bool,
 }
 
 /// The function's arguments.
@@ -97,6 +113,7 @@ struct Args<'c> {
     out: (PointerValue<'c>, IntValue<'c>),
     s: (PointerValue<'c>, IntValue<'c>),
     d: (PointerValue<'c>, IntValue<'c>, IntValue<'c>),
+    n: PointerValue<'c>,
 }
 
 impl<'c> IntOps<'c> for Gen<'_, 'c> {
@@ -122,10 +139,15 @@ impl<'c> Gen<'_, 'c> {
     fn splat_of(&self, p: PointerValue<'c>) -> R<VectorValue<'c>> {
         let s = self.b.build_load(self.f32t, p, "").map_err(llvm)?;
         set_align(&s, 4)?;
+        self.splat(s.into_float_value())
+    }
+
+    /// `x` in every lane.
+    fn splat(&self, x: inkwell::values::FloatValue<'c>) -> R<VectorValue<'c>> {
         let undef = self.vt.get_undef();
         let one = self
             .b
-            .build_insert_element(undef, s.into_float_value(), self.int(0), "")
+            .build_insert_element(undef, x, self.int(0), "")
             .map_err(llvm)?;
         let mask = self.ctx.i32_type().vec_type(self.vl as u32).const_zero();
         self.b
@@ -293,6 +315,7 @@ impl<'c> Gen<'_, 'c> {
             out: (self.parg(11), self.iarg(12)),
             s: (self.parg(13), self.iarg(14)),
             d: (self.parg(15), self.iarg(16), self.iarg(17)),
+            n: self.parg(18),
         };
         let width = self.iarg(2);
         let cols = NV * self.vl;
@@ -313,18 +336,28 @@ impl<'c> Gen<'_, 'c> {
                 .map_err(llvm)?;
             narrow = and(narrow, d_ok)?;
         }
-        self.branch(
-            narrow,
-            |g| g.column(&a),
-            |g| {
-                g.each(g.int(0), width, cols, &[], |g, j0, _| {
-                    let w = g.min(g.int(cols), g.sub(width, j0)?)?;
-                    g.passes(&a, j0, w, NV)?;
-                    Ok(Vec::new())
-                })?;
-                Ok(())
-            },
-        )?;
+        let wide = |g: &Self, lanes: bool| -> R<()> {
+            g.each(g.int(0), width, cols, &[], |g, j0, _| {
+                let w = g.min(g.int(cols), g.sub(width, j0)?)?;
+                g.passes(&a, j0, w, NV, lanes)?;
+                Ok(Vec::new())
+            })?;
+            Ok(())
+        };
+        if self.norm {
+            // The normaliser with the rows in the lanes where q, k (and d) allow.
+            let mut lanes = and(eq(a.q.2, 1)?, eq(a.k.2, 1)?)?;
+            if self.decay {
+                let d_ok = self
+                    .b
+                    .build_int_compare(IntPredicate::ULE, a.d.2, self.int(1), "")
+                    .map_err(llvm)?;
+                lanes = and(lanes, d_ok)?;
+            }
+            self.branch(lanes, |g| wide(g, true), |g| wide(g, false))?;
+        } else {
+            self.branch(narrow, |g| g.column(&a), |g| wide(g, false))?;
+        }
         self.b.build_return(None).map_err(llvm)?;
         Ok(())
     }
@@ -375,23 +408,42 @@ impl<'c> Gen<'_, 'c> {
     /// The single-column recurrence with the rows in the lanes: per step, full vectors of
     /// rows then one masked tail, the output the lanes' sum.
     fn column(&self, a: &Args<'c>) -> R<()> {
-        let vl = self.vl;
-        let zero = self.vt.const_zero();
-        let rows = a.rows;
-        let tail = self
-            .b
-            .build_int_signed_rem(rows, self.int(vl), "")
-            .map_err(llvm)?;
-        let full = self.sub(rows, tail)?;
-        let tmask = self.mask_below(tail)?;
-        let has_tail = self.lt(self.int(0), tail)?;
-        self.each(self.int(0), rows, 1, &[], |g, c, _| {
+        self.each(self.int(0), a.rows, 1, &[], |g, c, _| {
             let p = g.at(a.s.0, c)?;
             g.b.build_store(p, g.f32t.const_zero()).map_err(llvm)?;
             Ok(Vec::new())
         })?;
         self.each(self.int(0), a.steps, 1, &[], |g, t, _| {
             let vt = g.splat_of(g.at(a.v.0, g.mul(t, a.v.1)?)?)?;
+            let sum = g.column_step(a, t, vt, a.s.0)?;
+            let st =
+                g.b.build_store(g.at(a.out.0, g.mul(t, a.out.1)?)?, sum)
+                    .map_err(llvm)?;
+            st.set_alignment(4).map_err(llvm)?;
+            Ok(Vec::new())
+        })?;
+        Ok(())
+    }
+
+    /// Step `t` of a single column with the rows in the lanes (q, k, the column `state` and
+    /// a per-channel d contiguous along the rows), v[t] broadcast in `vt`: updates the state
+    /// and returns q[t]·state (strict: before the update).
+    fn column_step(
+        &self,
+        a: &Args<'c>,
+        t: IntValue<'c>,
+        vt: VectorValue<'c>,
+        state: PointerValue<'c>,
+    ) -> R<inkwell::values::FloatValue<'c>> {
+        let (g, vl) = (self, self.vl);
+        let zero = self.vt.const_zero();
+        let tail =
+            g.b.build_int_signed_rem(a.rows, g.int(vl), "")
+                .map_err(llvm)?;
+        let full = g.sub(a.rows, tail)?;
+        let tmask = g.mask_below(tail)?;
+        let has_tail = g.lt(g.int(0), tail)?;
+        {
             let (qt, kt, dt) = (
                 g.at(a.q.0, g.mul(t, a.q.1)?)?,
                 g.at(a.k.0, g.mul(t, a.k.1)?)?,
@@ -417,7 +469,7 @@ impl<'c> Gen<'_, 'c> {
              -> R<VectorValue<'c>> {
                 let qv = g.vload(g.at(qt, c)?, m)?;
                 let kv = g.vload(g.at(kt, c)?, m)?;
-                let p = g.at(a.s.0, c)?;
+                let p = g.at(state, c)?;
                 let old = g.vload(p, m)?;
                 let mut o = acc;
                 if g.strict {
@@ -463,32 +515,37 @@ impl<'c> Gen<'_, 'c> {
             g.b.position_at_end(join);
             let phi = g.b.build_phi(g.vt, "").map_err(llvm)?;
             phi.add_incoming(&[(&with_tail, yes_end), (&acc[0], pre)]);
-            let sum = g.hsum(phi.as_basic_value().into_vector_value())?;
-            let st =
-                g.b.build_store(g.at(a.out.0, g.mul(t, a.out.1)?)?, sum)
-                    .map_err(llvm)?;
-            st.set_alignment(4).map_err(llvm)?;
-            Ok(Vec::new())
-        })?;
-        Ok(())
+            g.hsum(phi.as_basic_value().into_vector_value())
+        }
     }
 
     /// The pass over columns j0 .. j0 + w (0 < w ≤ n · VL): with n vectors when w > (n − 1)·VL,
     /// else with fewer.
-    fn passes(&self, a: &Args<'c>, j0: IntValue<'c>, w: IntValue<'c>, n: u64) -> R<()> {
+    fn passes(
+        &self,
+        a: &Args<'c>,
+        j0: IntValue<'c>,
+        w: IntValue<'c>,
+        n: u64,
+        lanes: bool,
+    ) -> R<()> {
         if n == 1 {
-            return self.pass(a, j0, w, 1);
+            return self.pass(a, j0, w, 1, lanes);
         }
         let wide = self.lt(self.int((n - 1) * self.vl), w)?;
-        self.branch(wide, |g| g.pass(a, j0, w, n), |g| g.passes(a, j0, w, n - 1))
+        self.branch(
+            wide,
+            |g| g.pass(a, j0, w, n, lanes),
+            |g| g.passes(a, j0, w, n - 1, lanes),
+        )
     }
 
     /// One pass of `n` vectors over columns j0 .. j0 + w, the last vector masked to
-    /// w − (n − 1)·VL lanes.
-    fn pass(&self, a: &Args<'c>, j0: IntValue<'c>, w: IntValue<'c>, n: u64) -> R<()> {
+    /// w − (n − 1)·VL lanes (`lanes`: the normaliser with the rows in the lanes).
+    fn pass(&self, a: &Args<'c>, j0: IntValue<'c>, w: IntValue<'c>, n: u64, lanes: bool) -> R<()> {
         let vl = self.vl;
-        let lanes = self.sub(w, self.int((n - 1) * vl))?;
-        let last = self.mask_below(lanes)?;
+        let on = self.sub(w, self.int((n - 1) * vl))?;
+        let last = self.mask_below(on)?;
         let mask = |v: u64| (v + 1 == n).then_some(last);
         let col = |v: u64| self.add(j0, self.int(v * vl));
         let zero = self.vt.const_zero();
@@ -499,13 +556,17 @@ impl<'c> Gen<'_, 'c> {
                 let p = g.at(a.s.0, g.add(row, col(v)?)?)?;
                 g.vstore(p, zero, mask(v))?;
             }
+            if g.norm {
+                g.b.build_store(g.at(a.n, c)?, g.f32t.const_zero())
+                    .map_err(llvm)?;
+            }
             Ok(Vec::new())
         })?;
         // Steps in pairs (one load and store of the state per row for two steps, two
         // independent chains of output sums), then the last step when T is odd.
         let last_pair = self.sub(a.steps, self.int(1))?;
         self.each(self.int(0), last_pair, 2, &[], |g, t, _| {
-            g.steps(a, t, 2, n, &col, &mask)?;
+            g.steps(a, t, 2, n, lanes, &col, &mask)?;
             Ok(Vec::new())
         })?;
         let odd = self
@@ -518,20 +579,24 @@ impl<'c> Gen<'_, 'c> {
             .map_err(llvm)?;
         self.branch(
             odd,
-            |g| g.steps(a, last_pair, 1, n, &col, &mask),
+            |g| g.steps(a, last_pair, 1, n, lanes, &col, &mask),
             |_| Ok(()),
         )?;
         Ok(())
     }
 
     /// Steps t .. t + m of a pass of `n` vectors: one sweep over the rows, each row's state
-    /// loaded once, updated step after step and stored once.
+    /// loaded once, updated step after step and stored once. The normaliser (normalised
+    /// variant): with `lanes`, after the sweep, per step as one column with the rows in the
+    /// lanes; else in the sweep, per row on broadcasts.
+    #[allow(clippy::too_many_arguments)]
     fn steps(
         &self,
         a: &Args<'c>,
         t0: IntValue<'c>,
         m: u64,
         n: u64,
+        lanes: bool,
         col: &dyn Fn(u64) -> R<IntValue<'c>>,
         mask: &dyn Fn(u64) -> Option<VectorValue<'c>>,
     ) -> R<()> {
@@ -551,7 +616,9 @@ impl<'c> Gen<'_, 'c> {
                 self.mul(t, a.d.1)?,
             ));
         }
-        let init = vec![zero; (m * n) as usize];
+        // The output sums, then (normalised) one normaliser sum per step.
+        let per_row = self.norm && !lanes;
+        let init = vec![zero; (m * n + if per_row { m } else { 0 }) as usize];
         let sums = self.each(self.int(0), a.rows, 1, &init, |g, c, acc| {
             // Per step: the broadcasts of q[t, c], k[t, c] (and d[t, c]).
             let mut bc = Vec::new();
@@ -586,13 +653,47 @@ impl<'c> Gen<'_, 'c> {
                 }
                 g.vstore(p, cur, mask(v))?;
             }
+            if per_row {
+                // n ← d·n + k, den ← q·n + den (strict: before the update), per step.
+                let p = g.at(a.n, c)?;
+                let mut cur = g.splat_of(p)?;
+                for (s, (qc, kc, dc)) in bc.iter().enumerate() {
+                    let at = (m * n) as usize + s;
+                    if g.strict {
+                        next[at] = g.fma(*qc, cur, next[at])?;
+                    }
+                    let kept = match dc {
+                        Some(d) => g.b.build_float_mul(*d, cur, "").map_err(llvm)?,
+                        None => cur,
+                    };
+                    cur = g.b.build_float_add(kept, *kc, "").map_err(llvm)?;
+                    if !g.strict {
+                        next[at] = g.fma(*qc, cur, next[at])?;
+                    }
+                }
+                let lane = g.b.build_extract_element(cur, g.int(0), "").map_err(llvm)?;
+                g.b.build_store(p, lane).map_err(llvm)?;
+            }
             Ok(next)
         })?;
+        let mut dens = sums[(m * n) as usize..].to_vec();
+        if self.norm && lanes {
+            let one = self.splat(self.f32t.const_float(1.0))?;
+            for (t, ..) in &ts {
+                let den = self.column_step(a, *t, one, a.n)?;
+                dens.push(self.splat(den)?);
+            }
+        }
         for (s, (t, ..)) in ts.iter().enumerate() {
             let orow = self.mul(*t, a.out.1)?;
             for v in 0..n {
                 let p = self.at(a.out.0, self.add(orow, col(v)?)?)?;
-                self.vstore(p, sums[s * n as usize + v as usize], mask(v))?;
+                let mut o = sums[s * n as usize + v as usize];
+                if self.norm {
+                    let den = dens[s];
+                    o = self.b.build_float_div(o, den, "").map_err(llvm)?;
+                }
+                self.vstore(p, o, mask(v))?;
             }
         }
         Ok(())
