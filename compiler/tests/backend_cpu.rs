@@ -3,13 +3,23 @@
 //! B = 2 and T ∈ {1, 7, 13}; every output must match the interpreter's within 1e-4 relative
 //! error (integer and bool outputs exactly). The specs the backend cannot compile yet are
 //! listed with the operator that stops each, so the gap is visible and the test fails when a
-//! listed spec starts working or a supported one stops.
+//! listed spec starts working or a supported one stops. The optimised artifact of every spec
+//! is also loaded and run through the C API (`seqc_model_load`, `seqc_model_run`, weights
+//! from a safetensors file), whose outputs must be the Rust runtime's, byte for byte.
+
+// unsafe: the C API is called as C would call it: raw pointers in, raw pointers out.
+#![allow(unsafe_code)]
 
 use seqc::ir::{DimBindings, Graph};
 use seqc::kernel::{self, KernelError};
 use seqc::{bind, frontend, interp, opt};
-use seqc_runtime::{HostTensor, Model, Weights};
+use seqc_capi::{
+    SeqcDim, SeqcDtype, SeqcInput, SeqcStatus, SeqcTensorView, seqc_last_error, seqc_model_free,
+    seqc_model_load, seqc_model_run, seqc_outputs_find, seqc_outputs_free,
+};
+use seqc_runtime::{DType, HostTensor, Model, Weights};
 use std::collections::BTreeMap;
+use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 
 /// Specs the CPU backend does not compile yet, with the first operator it refuses: none
@@ -62,6 +72,122 @@ fn rel_err(name: &str, got: &HostTensor, want: &HostTensor) -> Result<f64, Strin
     Ok(err)
 }
 
+fn c_dtype(d: DType) -> SeqcDtype {
+    match d {
+        DType::F32 => SeqcDtype::F32,
+        DType::F16 => SeqcDtype::F16,
+        DType::BF16 => SeqcDtype::Bf16,
+        DType::I32 => SeqcDtype::I32,
+        DType::I64 => SeqcDtype::I64,
+        DType::Bool => SeqcDtype::Bool,
+    }
+}
+
+fn last_error() -> String {
+    // SAFETY: never null, NUL-terminated.
+    unsafe { CStr::from_ptr(seqc_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Loads the artifact in `dir` with the weights file `wfile` through the C API, runs it on
+/// `inputs` at `dims` and checks that every output of `want` (the Rust runtime's) comes back
+/// with the same shape, dtype and bytes.
+fn check_c_api(
+    dir: &Path,
+    wfile: &Path,
+    inputs: &BTreeMap<String, HostTensor>,
+    dims: &DimBindings,
+    want: &BTreeMap<String, HostTensor>,
+) -> Result<(), String> {
+    let cstr = |s: &str| CString::new(s).map_err(|e| e.to_string());
+    let (d, w) = (
+        cstr(&dir.to_string_lossy())?,
+        cstr(&wfile.to_string_lossy())?,
+    );
+    let mut m = std::ptr::null_mut();
+    // SAFETY: valid strings and out-pointer.
+    if unsafe { seqc_model_load(d.as_ptr(), w.as_ptr(), 2, &mut m) } != SeqcStatus::Ok {
+        return Err(format!("C load: {}", last_error()));
+    }
+    let held: Vec<(CString, Vec<i64>, Vec<u8>, DType)> = inputs
+        .iter()
+        .map(|(n, t)| {
+            Ok((
+                cstr(n)?,
+                t.shape.iter().map(|&x| x as i64).collect(),
+                seqc_runtime::io::tensor_bytes(t),
+                t.dtype(),
+            ))
+        })
+        .collect::<Result<_, String>>()?;
+    let views: Vec<SeqcInput> = held
+        .iter()
+        .map(|(n, shape, bytes, dt)| SeqcInput {
+            name: n.as_ptr(),
+            dtype: c_dtype(*dt) as u32,
+            shape: shape.as_ptr(),
+            rank: shape.len(),
+            data: bytes.as_ptr().cast(),
+            data_bytes: bytes.len(),
+        })
+        .collect();
+    let names: Vec<CString> = dims.keys().map(|k| cstr(k)).collect::<Result<_, _>>()?;
+    let cdims: Vec<SeqcDim> = names
+        .iter()
+        .zip(dims.values())
+        .map(|(n, v)| SeqcDim {
+            name: n.as_ptr(),
+            value: *v,
+        })
+        .collect();
+    let mut out = std::ptr::null_mut();
+    // SAFETY: the views point into `held`, the dims into `names`, alive for the call.
+    let s = unsafe {
+        seqc_model_run(
+            m,
+            views.as_ptr(),
+            views.len(),
+            cdims.as_ptr(),
+            cdims.len(),
+            &mut out,
+        )
+    };
+    let mut result = Ok(());
+    if s != SeqcStatus::Ok {
+        result = Err(format!("C run: {}", last_error()));
+    }
+    for (name, t) in want.iter().filter(|_| s == SeqcStatus::Ok) {
+        let n = cstr(name)?;
+        let mut v = std::mem::MaybeUninit::<SeqcTensorView>::uninit();
+        // SAFETY: live outputs, valid string and out-pointer; the view's arrays live as long
+        // as `out`.
+        let got = unsafe {
+            if seqc_outputs_find(out, n.as_ptr(), v.as_mut_ptr()) != SeqcStatus::Ok {
+                result = Err(format!("C output `{name}`: {}", last_error()));
+                break;
+            }
+            let v = v.assume_init();
+            (
+                v.dtype,
+                std::slice::from_raw_parts(v.shape, v.rank).to_vec(),
+                std::slice::from_raw_parts(v.data.cast::<u8>(), v.data_bytes).to_vec(),
+            )
+        };
+        let shape: Vec<i64> = t.shape.iter().map(|&x| x as i64).collect();
+        if got != (c_dtype(t.dtype()), shape, seqc_runtime::io::tensor_bytes(t)) {
+            result = Err(format!("C output `{name}` differs from the Rust runtime's"));
+            break;
+        }
+    }
+    // SAFETY: from seqc_model_run / seqc_model_load (or null), freed once.
+    unsafe {
+        seqc_outputs_free(out);
+        seqc_model_free(m);
+    }
+    result
+}
+
 /// Compiles `g` into a temporary artifact, then checks it at every T against the interpreter.
 /// Returns how many (T, output) pairs were compared.
 fn check(spec: &str, g: &Graph, label: &str) -> Result<usize, String> {
@@ -97,6 +223,16 @@ fn check(spec: &str, g: &Graph, label: &str) -> Result<usize, String> {
         let got = m
             .run(&inputs, &bound)
             .map_err(|e| format!("{spec} ({label}) T={t}: run: {e}"))?;
+        if label == "opt" {
+            let wfile = dir.path().join("weights.safetensors");
+            if !wfile.exists() {
+                let params = split(g.params().map(|(n, _)| n).collect());
+                seqc_runtime::io::write_safetensors(&wfile, &params)
+                    .map_err(|e| format!("{spec}: weights file: {e}"))?;
+            }
+            check_c_api(dir.path(), &wfile, &inputs, &bound, &got)
+                .map_err(|e| format!("{spec} ({label}) T={t}: {e}"))?;
+        }
         for (name, w) in &want {
             let e =
                 rel_err(name, &got[name], w).map_err(|e| format!("{spec} ({label}) T={t}: {e}"))?;
