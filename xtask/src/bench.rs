@@ -98,6 +98,25 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The cases whose name contains `only`, ignoring case (all without it); a filter that
+/// matches none is an error listing the names.
+fn select(all: Vec<Case>, only: Option<&str>) -> Result<Vec<Case>> {
+    let Some(o) = only else { return Ok(all) };
+    let o = o.to_lowercase();
+    let names: Vec<String> = all.iter().map(|c| c.name.clone()).collect();
+    let picked: Vec<Case> = all
+        .into_iter()
+        .filter(|c| c.name.to_lowercase().contains(&o))
+        .collect();
+    if picked.is_empty() {
+        anyhow::bail!(
+            "--only {o:?} matches no case (ignoring case); the cases: {}",
+            names.join("; ")
+        );
+    }
+    Ok(picked)
+}
+
 pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let flag = |name: &str| {
@@ -114,15 +133,12 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     let python = flag("--python")
         .or_else(|| std::env::var("SEQC_BENCH_PYTHON").ok())
         .unwrap_or_else(|| "python3".into());
-    let only = flag("--only");
+    let selected = select(cases(quick), flag("--only").as_deref())?;
     super::run(Command::new("cargo").args(["build", "--release", "-q", "-p", "seqc"]))?;
     let seqc = root.join("target/release/seqc");
     println!("| case | seqc (s) | baseline (s) | ratio | target | met |");
     println!("|---|---|---|---|---|---|");
-    for c in cases(quick) {
-        if only.as_ref().is_some_and(|o| !c.name.contains(o.as_str())) {
-            continue;
-        }
+    for c in selected {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let mut skipped = false;
         for _ in 0..rounds {
@@ -161,4 +177,30 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_selects_by_name_ignoring_case_and_refuses_no_match() {
+        let names = |v: Vec<Case>| v.into_iter().map(|c| c.name).collect::<Vec<_>>();
+        assert_eq!(select(cases(false), None).expect("all").len(), 7);
+        let sdpa = names(select(cases(false), Some("sdpa")).expect("matches"));
+        assert_eq!(
+            sdpa,
+            ["causal softmax attention B=1 H=8 T=4096 D=64 (vs torch SDPA)"]
+        );
+        assert_eq!(
+            names(select(cases(false), Some("Causal Linear")).expect("matches")).len(),
+            2
+        );
+        let e = select(cases(false), Some("nosuch")).err().expect("refused");
+        let e = e.to_string();
+        assert!(
+            e.contains("\"nosuch\" matches no case") && e.contains("Mamba block"),
+            "{e}"
+        );
+    }
 }
