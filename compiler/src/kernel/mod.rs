@@ -460,7 +460,72 @@ impl Expr {
     }
 }
 
+impl Strided {
+    fn exprs_mut(&mut self) -> [&mut Expr; 3] {
+        [&mut self.offset, &mut self.rows, &mut self.cols]
+    }
+}
+
 impl Stmt {
+    /// The statement's own expressions (not those of the statements in its body): a loop's
+    /// extent, a store's index and value, an assignment's value, a condition, and a block
+    /// statement's sizes and the offsets and strides of its views.
+    pub fn exprs_mut(&mut self) -> Vec<&mut Expr> {
+        match self {
+            Stmt::Loop(l) => vec![&mut l.extent],
+            Stmt::Store { index, value, .. } => vec![index, value],
+            Stmt::Assign { value, .. } => vec![value],
+            Stmt::If { cond, .. } => vec![cond],
+            Stmt::Gemm(g) => {
+                let mut v = vec![&mut g.m, &mut g.n, &mut g.k];
+                for s in [&mut g.a, &mut g.b, &mut g.c] {
+                    v.extend(s.exprs_mut());
+                }
+                v
+            }
+            Stmt::Recur(r) => {
+                let mut v = vec![&mut r.steps, &mut r.rows, &mut r.width];
+                let mut views = vec![&mut r.q, &mut r.k, &mut r.v, &mut r.out, &mut r.state];
+                views.extend(r.decay.as_mut());
+                views.extend(r.norm.as_mut());
+                for s in views {
+                    v.extend(s.exprs_mut());
+                }
+                v
+            }
+            Stmt::AttnTile(t) => {
+                let mut v = vec![
+                    &mut t.rows,
+                    &mut t.cols,
+                    &mut t.depth,
+                    &mut t.width,
+                    &mut t.masked,
+                ];
+                for s in [
+                    &mut t.q,
+                    &mut t.k,
+                    &mut t.v,
+                    &mut t.out,
+                    &mut t.max,
+                    &mut t.sum,
+                    &mut t.mask,
+                ] {
+                    v.extend(s.exprs_mut());
+                }
+                v
+            }
+        }
+    }
+
+    /// The statements nested in this one (a loop's or an `if`'s body).
+    pub fn body_mut(&mut self) -> Option<&mut Vec<Stmt>> {
+        match self {
+            Stmt::Loop(l) => Some(&mut l.body),
+            Stmt::If { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+
     /// Visits every buffer read (`false`) and written (`true`).
     pub fn for_each_access(&self, f: &mut impl FnMut(BufId, bool)) {
         match self {

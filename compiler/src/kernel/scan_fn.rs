@@ -477,82 +477,24 @@ fn unflat(e: &Expr, shape: &[Expr]) -> Option<Vec<Expr>> {
 /// Shifts accumulators by `off` and moves loads and stores of each stand-in buffer to its
 /// stacked buffer at slice t ([`Slot::index`]).
 fn rewrite_stmt(s: &mut Stmt, off: u32, fakes: &[Slot]) {
-    let fix = |e: &Expr| rewrite_expr(e, off, fakes);
+    // Body kernels hold no block products, recurrences or attention tiles (`gemm.rs`,
+    // `recur.rs` and `flash.rs` decline inside a body), so no strided view reads a stand-in
+    // buffer; only their expressions shift.
+    for e in s.exprs_mut() {
+        *e = rewrite_expr(e, off, fakes);
+    }
     match s {
-        Stmt::Loop(l) => {
-            l.extent = fix(&l.extent);
-            for b in &mut l.body {
-                rewrite_stmt(b, off, fakes);
-            }
-        }
-        Stmt::Store { buf, index, value } => {
-            *value = fix(value);
-            *index = fix(index);
+        Stmt::Store { buf, index, .. } => {
             if let Some(slot) = fakes.iter().find(|f| f.fake == *buf) {
                 *index = slot.index(index);
                 *buf = slot.real;
             }
         }
-        Stmt::Assign { acc, value } => {
-            *acc = Acc(acc.0 + off);
-            *value = fix(value);
-        }
-        Stmt::If { cond, body } => {
-            *cond = fix(cond);
-            for b in body {
-                rewrite_stmt(b, off, fakes);
-            }
-        }
-        // Body kernels hold no block products (`gemm.rs` and `flash.rs` decline inside a
-        // body), so no strided block reads a stand-in buffer; only the expressions shift.
-        // `recur.rs` declines inside a body too.
-        Stmt::Recur(r) => {
-            for e in [&mut r.steps, &mut r.rows, &mut r.width] {
-                *e = fix(e);
-            }
-            let mut views = vec![&mut r.q, &mut r.k, &mut r.v, &mut r.out, &mut r.state];
-            views.extend(r.decay.as_mut());
-            views.extend(r.norm.as_mut());
-            for m in views {
-                for e in [&mut m.offset, &mut m.rows, &mut m.cols] {
-                    *e = fix(e);
-                }
-            }
-        }
-        Stmt::AttnTile(t) => {
-            for e in [
-                &mut t.rows,
-                &mut t.cols,
-                &mut t.depth,
-                &mut t.width,
-                &mut t.masked,
-            ] {
-                *e = fix(e);
-            }
-            for m in [
-                &mut t.q,
-                &mut t.k,
-                &mut t.v,
-                &mut t.out,
-                &mut t.max,
-                &mut t.sum,
-                &mut t.mask,
-            ] {
-                for e in [&mut m.offset, &mut m.rows, &mut m.cols] {
-                    *e = fix(e);
-                }
-            }
-        }
-        Stmt::Gemm(g) => {
-            for e in [&mut g.m, &mut g.n, &mut g.k] {
-                *e = fix(e);
-            }
-            for m in [&mut g.a, &mut g.b, &mut g.c] {
-                for e in [&mut m.offset, &mut m.rows, &mut m.cols] {
-                    *e = fix(e);
-                }
-            }
-        }
+        Stmt::Assign { acc, .. } => *acc = Acc(acc.0 + off),
+        _ => {}
+    }
+    for b in s.body_mut().into_iter().flatten() {
+        rewrite_stmt(b, off, fakes);
     }
 }
 

@@ -1,5 +1,5 @@
 //! Helpers the CPU code generators share: the error conversion, setting an access's
-//! alignment, and 64-bit integer arithmetic on a function's builder (`IntOps`).
+//! alignment, and 64-bit integer arithmetic and branches on a function's builder (`IntOps`).
 
 use super::CodegenError;
 use inkwell::IntPredicate;
@@ -80,5 +80,33 @@ pub(super) trait IntOps<'c> {
             .build_select(c, a, b, "")
             .map_err(llvm)?
             .into_int_value())
+    }
+
+    /// `if cond { then } else { other }`.
+    fn branch(
+        &self,
+        cond: IntValue<'c>,
+        then: impl FnOnce(&Self) -> R<()>,
+        other: impl FnOnce(&Self) -> R<()>,
+    ) -> R<()>
+    where
+        Self: Sized,
+    {
+        let (f, b) = (self.func(), self.builder());
+        let ctx = f.get_type().get_context();
+        let (t, e, end) = (
+            ctx.append_basic_block(f, "then"),
+            ctx.append_basic_block(f, "else"),
+            ctx.append_basic_block(f, "endif"),
+        );
+        b.build_conditional_branch(cond, t, e).map_err(llvm)?;
+        b.position_at_end(t);
+        then(self)?;
+        b.build_unconditional_branch(end).map_err(llvm)?;
+        b.position_at_end(e);
+        other(self)?;
+        b.build_unconditional_branch(end).map_err(llvm)?;
+        b.position_at_end(end);
+        Ok(())
     }
 }

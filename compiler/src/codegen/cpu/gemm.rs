@@ -170,29 +170,6 @@ impl<'a, 'c> Gen<'a, 'c> {
         Ok(())
     }
 
-    /// `if cond { then } else { other }`.
-    pub(super) fn branch(
-        &self,
-        cond: IntValue<'c>,
-        then: impl FnOnce(&Self) -> R<()>,
-        other: impl FnOnce(&Self) -> R<()>,
-    ) -> R<()> {
-        let (t, e, end) = (
-            self.ctx.append_basic_block(self.f, "then"),
-            self.ctx.append_basic_block(self.f, "else"),
-            self.ctx.append_basic_block(self.f, "endif"),
-        );
-        self.b.build_conditional_branch(cond, t, e).map_err(llvm)?;
-        self.b.position_at_end(t);
-        then(self)?;
-        self.b.build_unconditional_branch(end).map_err(llvm)?;
-        self.b.position_at_end(e);
-        other(self)?;
-        self.b.build_unconditional_branch(end).map_err(llvm)?;
-        self.b.position_at_end(end);
-        Ok(())
-    }
-
     fn emit(self) -> R<()> {
         let entry = self.ctx.append_basic_block(self.f, "entry");
         self.b.position_at_end(entry);

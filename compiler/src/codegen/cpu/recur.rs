@@ -280,29 +280,6 @@ impl<'c> Gen<'_, 'c> {
         Ok(cur)
     }
 
-    /// `if cond { then } else { other }`.
-    fn branch(
-        &self,
-        cond: IntValue<'c>,
-        then: impl FnOnce(&Self) -> R<()>,
-        other: impl FnOnce(&Self) -> R<()>,
-    ) -> R<()> {
-        let (t, e, end) = (
-            self.ctx.append_basic_block(self.f, "then"),
-            self.ctx.append_basic_block(self.f, "else"),
-            self.ctx.append_basic_block(self.f, "endif"),
-        );
-        self.b.build_conditional_branch(cond, t, e).map_err(llvm)?;
-        self.b.position_at_end(t);
-        then(self)?;
-        self.b.build_unconditional_branch(end).map_err(llvm)?;
-        self.b.position_at_end(e);
-        other(self)?;
-        self.b.build_unconditional_branch(end).map_err(llvm)?;
-        self.b.position_at_end(end);
-        Ok(())
-    }
-
     fn emit(self) -> R<()> {
         let entry = self.ctx.append_basic_block(self.f, "entry");
         self.b.position_at_end(entry);
@@ -589,6 +566,8 @@ impl<'c> Gen<'_, 'c> {
     /// loaded once, updated step after step and stored once. The normaliser (normalised
     /// variant): with `lanes`, after the sweep, per step as one column with the rows in the
     /// lanes; else in the sweep, per row on broadcasts.
+    // (why: the pass shape m × n, the lanes choice and the column and mask maps are each used
+    // throughout the sweep; bundling them for this one private caller would only rename them)
     #[allow(clippy::too_many_arguments)]
     fn steps(
         &self,
