@@ -381,14 +381,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 dumps,
                 &cpu,
             )?;
+            let target = m
+                .cpu
+                .as_ref()
+                .map(|c| format!("{} {}", c.target.triple, c.target.cpu))
+                .unwrap_or_default();
             eprintln!(
-                "compiled {} to {} ({} kernels, {} buffers, target {} {})",
+                "compiled {} to {} ({} kernels, {} buffers, target {target})",
                 file.display(),
                 output.display(),
                 m.kernels.len(),
                 m.buffers.len(),
-                m.target.triple,
-                m.target.cpu
             );
         }
         Cmd::Stats {

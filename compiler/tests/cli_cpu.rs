@@ -370,6 +370,7 @@ fn compile_and_run_for_an_x86_64_level() {
         ]);
         assert!(err.contains("target x86_64"), "{err}");
         let m = seqc_runtime::artifact::Manifest::read(&out).expect("manifest reads back");
+        let m = m.cpu.expect("CPU code");
         assert_eq!(m.target.cpu, level);
         for f in has {
             assert!(

@@ -1,6 +1,6 @@
 //! The compiled-artifact format, defined once here: an artifact is a directory holding
-//! `manifest.json` (this module's [`Manifest`]), the kernels' shared object and optionally IR
-//! dumps. Weights are never copied in; they are bound at load time. The compiler writes
+//! `manifest.json` (this module's [`Manifest`]), the kernels' shared object for the CPU
+//! and/or one PTX module per GPU architecture, and optionally IR dumps. Weights are never copied in; they are bound at load time. The compiler writes
 //! manifests with these types and the runtime reads them back, refusing with a named error a
 //! wrong format version, a missing or truncated file, or a library whose hash differs.
 
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// Bumped on every incompatible change of the manifest or the kernel ABI.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const LIBRARY_FILE: &str = "kernels.so";
 
@@ -98,8 +98,9 @@ pub struct BufferSig {
     pub kind: BufferKind,
 }
 
-/// One kernel: an exported symbol with the ABI
-/// `void(void **bufs, const int64_t *dims, int64_t begin, int64_t end, int64_t *status)`.
+/// One kernel. On the CPU, an exported symbol of the shared object with the ABI
+/// `void(void **bufs, const int64_t *dims, int64_t begin, int64_t end, int64_t *status)`;
+/// on the GPU, an entry of each PTX module (see [`LaunchSig`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KernelSig {
     pub symbol: String,
@@ -129,6 +130,48 @@ pub struct FileSig {
     pub bytes: u64,
 }
 
+/// The CPU code of an artifact: the machine it was generated for and its shared object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CpuSig {
+    pub target: TargetSig,
+    pub library: FileSig,
+}
+
+/// The GPU code of an artifact: one PTX module per architecture, each holding every kernel
+/// of [`Manifest::kernels`] as an entry of the same name, and how to launch each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuSig {
+    /// By ascending architecture; the runtime picks the newest not newer than the device.
+    pub modules: Vec<PtxModuleSig>,
+    /// One per kernel, in the order of [`Manifest::kernels`].
+    pub launches: Vec<LaunchSig>,
+}
+
+/// One PTX module.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PtxModuleSig {
+    /// The virtual architecture, `sm_80` or `sm_90`.
+    pub arch: String,
+    pub file: FileSig,
+}
+
+/// How one kernel is launched. Its PTX entry has the parameters
+/// `(.u64 bufs, .u64 dims, .u64 extent, .u64 status)`: `bufs` a device array of every
+/// buffer's device pointer (indexed as [`Manifest::buffers`]; unused ones may be null), `dims`
+/// a device array of the dims' values (i64), `extent` the kernel's [`KernelSig::extent`] at
+/// those dims, and `status` a device i64, zero before the launch, that the kernel sets to 1
+/// (an index out of range) or 2 (an integer division by zero). Grid and block are (x, y, z).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LaunchSig {
+    pub symbol: String,
+    /// Blocks per grid, as expressions of the dims (a launch with a zero is skipped).
+    pub grid: [SymExpr; 3],
+    /// Threads per block.
+    pub block: [u32; 3],
+    /// Dynamic shared memory per block, bytes.
+    pub shared_bytes: u32,
+}
+
 /// `manifest.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -136,8 +179,12 @@ pub struct Manifest {
     pub seqc_version: String,
     /// FNV-1a 64 of the spec source the artifact was compiled from.
     pub spec_hash: String,
-    pub target: TargetSig,
-    pub library: FileSig,
+    /// The CPU code, absent in an artifact compiled for the GPU only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuSig>,
+    /// The GPU code, absent in an artifact compiled for the CPU only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuSig>,
     /// The symbolic dims, in the order kernels receive them.
     pub dims: Vec<String>,
     pub inputs: Vec<TensorSig>,
@@ -238,33 +285,97 @@ impl Manifest {
                 )));
             }
         }
-        if self.library.file.contains(['/', '\\']) || self.library.file.starts_with('.') {
-            return Err(bad(format!(
-                "library file `{}` is not a plain file name",
-                self.library.file
-            )));
+        let mut files: Vec<&FileSig> = Vec::new();
+        files.extend(self.cpu.as_ref().map(|c| &c.library));
+        if let Some(g) = &self.gpu {
+            if g.launches.len() != self.kernels.len() {
+                return Err(bad(format!(
+                    "{} GPU launches for {} kernels",
+                    g.launches.len(),
+                    self.kernels.len()
+                )));
+            }
+            for (l, k) in g.launches.iter().zip(&self.kernels) {
+                if l.symbol != k.symbol {
+                    return Err(bad(format!(
+                        "GPU launch `{}` where kernel `{}` was expected",
+                        l.symbol, k.symbol
+                    )));
+                }
+                if l.block.contains(&0)
+                    || l.block.iter().map(|b| u64::from(*b)).product::<u64>() > 1024
+                {
+                    return Err(bad(format!(
+                        "kernel `{}`: block {:?} is not 1 to 1024 threads",
+                        l.symbol, l.block
+                    )));
+                }
+            }
+            if g.modules.is_empty() {
+                return Err(bad("a GPU section without PTX modules".into()));
+            }
+            files.extend(g.modules.iter().map(|m| &m.file));
+        }
+        if files.is_empty() {
+            return Err(bad("neither CPU nor GPU code".into()));
+        }
+        for f in files {
+            if f.file.is_empty() || f.file.contains(['/', '\\']) || f.file.starts_with('.') {
+                return Err(bad(format!("file `{}` is not a plain file name", f.file)));
+            }
         }
         Ok(())
     }
 
-    /// The library's path inside `dir`, after checking its size and hash.
+    /// The CPU library's path inside `dir`, after checking its size and hash; an error when
+    /// the artifact has no CPU code.
     pub fn checked_library(&self, dir: &Path) -> Result<PathBuf, ArtifactError> {
-        let path = dir.display().to_string();
-        let lib = dir.join(&self.library.file);
-        let bytes = std::fs::read(&lib).map_err(|source| ArtifactError::Io {
-            path: path.clone(),
-            what: "the kernel library",
-            source,
+        let cpu = self.cpu.as_ref().ok_or_else(|| ArtifactError::Invalid {
+            path: dir.display().to_string(),
+            reason: "it holds no CPU code (compiled with `--target ptx`; recompile with \
+                     `--target cpu` or `--target cpu,ptx`)"
+                .into(),
         })?;
-        let found = hash_bytes(&bytes);
-        if bytes.len() as u64 != self.library.bytes || found != self.library.hash {
-            return Err(ArtifactError::Hash {
-                path,
-                file: self.library.file.clone(),
-                expected: format!("{} ({} bytes)", self.library.hash, self.library.bytes),
-                found: format!("{found} ({} bytes)", bytes.len()),
-            });
-        }
-        Ok(lib)
+        checked_file(dir, &cpu.library, "the kernel library")
     }
+
+    /// The text of the PTX module for `arch` inside `dir`, after checking its size and hash.
+    pub fn checked_ptx(&self, dir: &Path, arch: &str) -> Result<String, ArtifactError> {
+        let path = dir.display().to_string();
+        let m = self
+            .gpu
+            .as_ref()
+            .and_then(|g| g.modules.iter().find(|m| m.arch == arch))
+            .ok_or_else(|| ArtifactError::Invalid {
+                path: path.clone(),
+                reason: format!("it holds no PTX for {arch}"),
+            })?;
+        let file = checked_file(dir, &m.file, "a PTX module")?;
+        std::fs::read_to_string(&file).map_err(|source| ArtifactError::Io {
+            path,
+            what: "a PTX module",
+            source,
+        })
+    }
+}
+
+/// `sig`'s file inside `dir`, after checking its size and hash.
+fn checked_file(dir: &Path, sig: &FileSig, what: &'static str) -> Result<PathBuf, ArtifactError> {
+    let path = dir.display().to_string();
+    let file = dir.join(&sig.file);
+    let bytes = std::fs::read(&file).map_err(|source| ArtifactError::Io {
+        path: path.clone(),
+        what,
+        source,
+    })?;
+    let found = hash_bytes(&bytes);
+    if bytes.len() as u64 != sig.bytes || found != sig.hash {
+        return Err(ArtifactError::Hash {
+            path,
+            file: sig.file.clone(),
+            expected: format!("{} ({} bytes)", sig.hash, sig.bytes),
+            found: format!("{found} ({} bytes)", bytes.len()),
+        });
+    }
+    Ok(file)
 }

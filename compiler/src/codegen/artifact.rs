@@ -8,7 +8,7 @@ use crate::ir::{BinaryOp, DimExpr, Graph};
 use crate::kernel::{self, BufKind, Expr, KernelError, Program, Sched, Ty};
 use seqc_runtime::SymExpr;
 use seqc_runtime::artifact::{
-    ArtifactError, BufferKind, BufferSig, FORMAT_VERSION, FileSig, KernelSig, LIBRARY_FILE,
+    ArtifactError, BufferKind, BufferSig, CpuSig, FORMAT_VERSION, FileSig, KernelSig, LIBRARY_FILE,
     Manifest, TargetSig, TensorSig, hash_bytes,
 };
 use std::path::Path;
@@ -174,16 +174,19 @@ pub fn manifest(
         format_version: FORMAT_VERSION,
         seqc_version: env!("CARGO_PKG_VERSION").to_string(),
         spec_hash: spec_hash.to_string(),
-        target: TargetSig {
-            triple: target.triple.clone(),
-            cpu: target.cpu.clone(),
-            features,
-        },
-        library: FileSig {
-            file: LIBRARY_FILE.to_string(),
-            hash: String::new(),
-            bytes: 0,
-        },
+        cpu: Some(CpuSig {
+            target: TargetSig {
+                triple: target.triple.clone(),
+                cpu: target.cpu.clone(),
+                features,
+            },
+            library: FileSig {
+                file: LIBRARY_FILE.to_string(),
+                hash: String::new(),
+                bytes: 0,
+            },
+        }),
+        gpu: None,
         dims: p.dims.clone(),
         inputs,
         params,
@@ -222,8 +225,10 @@ pub fn write_artifact_for(
     cpu::compile_shared_object(&p, &so, target)?;
     let mut m = manifest(g, &p, spec_hash, target)?;
     let bytes = std::fs::read(&so).map_err(io)?;
-    m.library.hash = hash_bytes(&bytes);
-    m.library.bytes = bytes.len() as u64;
+    if let Some(c) = &mut m.cpu {
+        c.library.hash = hash_bytes(&bytes);
+        c.library.bytes = bytes.len() as u64;
+    }
     if dumps {
         std::fs::write(dir.join("kernels.txt"), kernel::print::print_program(&p)).map_err(io)?;
         std::fs::write(dir.join("llvm.ll"), cpu::llvm_ir_for(&p, false, target)?).map_err(io)?;

@@ -449,17 +449,21 @@ fn arena_requests(
 
 /// The artifact's architecture and CPU features must be this machine's.
 fn check_target(m: &Manifest, path: &str) -> Result<(), ModelError> {
-    let arch = features::triple_arch(&m.target.triple);
+    let Some(cpu) = &m.cpu else {
+        // `checked_library` reports an artifact without CPU code.
+        return Ok(());
+    };
+    let target = &cpu.target;
+    let arch = features::triple_arch(&target.triple);
     if arch != std::env::consts::ARCH {
         return Err(ArtifactError::Target {
             path: path.to_string(),
-            expected: m.target.triple.clone(),
+            expected: target.triple.clone(),
             found: std::env::consts::ARCH.to_string(),
         }
         .into());
     }
-    let missing: Vec<&str> = m
-        .target
+    let missing: Vec<&str> = target
         .features
         .iter()
         .filter(|f| features::host_has(f) != Some(true))
@@ -468,11 +472,7 @@ fn check_target(m: &Manifest, path: &str) -> Result<(), ModelError> {
     if !missing.is_empty() {
         return Err(ArtifactError::Target {
             path: path.to_string(),
-            expected: format!(
-                "a {} CPU with {}",
-                m.target.cpu,
-                m.target.features.join(",")
-            ),
+            expected: format!("a {} CPU with {}", target.cpu, target.features.join(",")),
             found: format!("a CPU lacking {}", missing.join(",")),
         }
         .into());
