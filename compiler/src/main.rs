@@ -35,6 +35,8 @@ enum Stage {
     Kernels,
     /// The LLVM IR the CPU backend generates for those kernels, before optimisation.
     Llvm,
+    /// The PTX the GPU backend generates for those kernels (for --arch).
+    Ptx,
 }
 
 /// The IR stages `seqc stats` can measure.
@@ -63,10 +65,12 @@ enum Backend {
     Cpu,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Target {
     /// The host CPU (x86-64), through LLVM.
     Cpu,
+    /// NVIDIA GPUs: one PTX module per --gpu-arch, through LLVM's NVPTX target.
+    Ptx,
 }
 
 /// The machine the optimizer's cost model estimates for (`opt::Target`).
@@ -116,12 +120,19 @@ enum Cmd {
         /// With --stage llvm: the CPU to generate code for (see `compile --cpu`).
         #[arg(long, default_value = "native")]
         cpu: String,
+        /// With --stage ptx: the GPU architecture (`sm_80` or `sm_90`).
+        #[arg(long, default_value = "sm_90")]
+        arch: String,
     },
     /// Compile a spec into an artifact directory (manifest, shared object, optional dumps).
     Compile {
         file: PathBuf,
-        #[arg(long, value_enum, default_value = "cpu")]
-        target: Target,
+        /// What to generate code for: `cpu`, `ptx` or both (`cpu,ptx`).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu")]
+        target: Vec<Target>,
+        /// With a `ptx` target: the GPU architectures, one PTX module each.
+        #[arg(long, value_delimiter = ',', default_value = "sm_80,sm_90")]
+        gpu_arch: Vec<String>,
         /// Dims the optimizer costs at, as NAME=VALUE,… (default B=1, T=4096, others 1).
         #[arg(long, default_value = "")]
         dims: String,
@@ -300,8 +311,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             explain,
             target,
             cpu,
+            arch,
         } => match stage {
-            Stage::Ast | Stage::Ir | Stage::Kernels | Stage::Llvm
+            Stage::Ast | Stage::Ir | Stage::Kernels | Stage::Llvm | Stage::Ptx
                 if explain || !dims.is_empty() || !matches!(target, CostTarget::Cpu) =>
             {
                 bail!("--dims, --explain and --target apply to --stage opt");
@@ -331,13 +343,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 };
                 out!("{}", seqc::ir::print::print_graph(&g))?;
             }
-            Stage::Kernels | Stage::Llvm => {
+            Stage::Kernels | Stage::Llvm | Stage::Ptx => {
                 let Some(g) = load(&file, &config)? else {
                     return Ok(ExitCode::FAILURE);
                 };
                 let p = seqc::kernel::lower(&g)?;
                 match stage {
                     Stage::Kernels => out!("{}", seqc::kernel::print::print_program(&p))?,
+                    Stage::Ptx => out!("{}", seqc::codegen::ptx::ptx(&p, &arch)?)?,
                     _ => {
                         let t = seqc::codegen::cpu::cpu_target(&cpu)?;
                         out!("{}", seqc::codegen::cpu::llvm_ir_for(&p, false, &t)?)?
@@ -357,7 +370,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         },
         Cmd::Compile {
             file,
-            target: Target::Cpu,
+            target,
+            gpu_arch,
             dims,
             no_opt,
             dumps,
@@ -365,7 +379,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             output,
             config,
         } => {
-            let cpu = seqc::codegen::cpu::cpu_target(&cpu)?;
+            let targets = seqc::codegen::artifact::Targets {
+                cpu: if target.contains(&Target::Cpu) {
+                    Some(seqc::codegen::cpu::cpu_target(&cpu)?)
+                } else {
+                    None
+                },
+                gpu: if target.contains(&Target::Ptx) {
+                    gpu_arch
+                } else {
+                    Vec::new()
+                },
+            };
             let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
@@ -374,18 +399,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             } else {
                 optimize_for_cpu(&g, &dims)?
             };
-            let m = seqc::codegen::artifact::write_artifact_for(
+            let m = seqc::codegen::artifact::write_artifact_targets(
                 &g,
                 &spec_hash(&file, &config)?,
                 &output,
                 dumps,
-                &cpu,
+                &targets,
             )?;
-            let target = m
+            let mut target: Vec<String> = m
                 .cpu
-                .as_ref()
+                .iter()
                 .map(|c| format!("{} {}", c.target.triple, c.target.cpu))
-                .unwrap_or_default();
+                .collect();
+            target.extend(m.gpu.iter().map(|g| {
+                let archs: Vec<&str> = g.modules.iter().map(|m| m.arch.as_str()).collect();
+                format!("{} {}", seqc::codegen::ptx::TRIPLE, archs.join(","))
+            }));
+            let target = target.join(" + ");
             eprintln!(
                 "compiled {} to {} ({} kernels, {} buffers, target {target})",
                 file.display(),

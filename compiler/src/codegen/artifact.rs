@@ -3,13 +3,14 @@
 //! entry signature with symbolic dims, parameters, buffers with their live ranges, kernels.
 
 use super::cpu::{self, CodegenError};
+use super::ptx;
 use crate::ir::dim::Atom;
 use crate::ir::{BinaryOp, DimExpr, Graph};
 use crate::kernel::{self, BufKind, Expr, KernelError, Program, Sched, Ty};
 use seqc_runtime::SymExpr;
 use seqc_runtime::artifact::{
-    ArtifactError, BufferKind, BufferSig, CpuSig, FORMAT_VERSION, FileSig, KernelSig, LIBRARY_FILE,
-    Manifest, TargetSig, TensorSig, hash_bytes,
+    ArtifactError, BufferKind, BufferSig, CpuSig, FORMAT_VERSION, FileSig, GpuSig, KernelSig,
+    LIBRARY_FILE, LaunchSig, Manifest, PtxModuleSig, TargetSig, TensorSig, hash_bytes,
 };
 use std::path::Path;
 use thiserror::Error;
@@ -86,12 +87,13 @@ fn sym_of_extent(e: &Expr, dims: &[String]) -> Option<SymExpr> {
     })
 }
 
-/// The manifest of a lowered program (the library entry is filled in by the caller).
+/// The manifest of a lowered program for `targets` (the files' hashes are filled in by the
+/// caller).
 pub fn manifest(
     g: &Graph,
     p: &Program,
     spec_hash: &str,
-    target: &cpu::HostTarget,
+    targets: &Targets,
 ) -> Result<Manifest, BuildError> {
     let lives = kernel::plan::live_ranges(p);
     let buffers = p
@@ -163,18 +165,15 @@ pub fn manifest(
             parallel: k.root.sched == Sched::Parallel,
         });
     }
-    let features = target
-        .features
-        .split(',')
-        .filter_map(|f| f.strip_prefix('+'))
-        .filter(|f| seqc_runtime::model::features::host_has(f).is_some())
-        .map(str::to_string)
-        .collect();
-    Ok(Manifest {
-        format_version: FORMAT_VERSION,
-        seqc_version: env!("CARGO_PKG_VERSION").to_string(),
-        spec_hash: spec_hash.to_string(),
-        cpu: Some(CpuSig {
+    let cpu = targets.cpu.as_ref().map(|target| {
+        let features = target
+            .features
+            .split(',')
+            .filter_map(|f| f.strip_prefix('+'))
+            .filter(|f| seqc_runtime::model::features::host_has(f).is_some())
+            .map(str::to_string)
+            .collect();
+        CpuSig {
             target: TargetSig {
                 triple: target.triple.clone(),
                 cpu: target.cpu.clone(),
@@ -185,8 +184,47 @@ pub fn manifest(
                 hash: String::new(),
                 bytes: 0,
             },
-        }),
-        gpu: None,
+        }
+    });
+    let gpu = if targets.gpu.is_empty() {
+        None
+    } else {
+        let mut archs = targets.gpu.clone();
+        archs.sort();
+        archs.dedup();
+        let modules = archs
+            .iter()
+            .map(|a| PtxModuleSig {
+                arch: a.clone(),
+                file: FileSig {
+                    file: ptx_file(a),
+                    hash: String::new(),
+                    bytes: 0,
+                },
+            })
+            .collect();
+        let launches = p
+            .kernels
+            .iter()
+            .zip(&kernels)
+            .map(|(k, sig): (&kernel::Kernel, &KernelSig)| {
+                let (grid, block, shared_bytes) = ptx::launch(k, &sig.extent);
+                LaunchSig {
+                    symbol: k.name.clone(),
+                    grid,
+                    block,
+                    shared_bytes,
+                }
+            })
+            .collect();
+        Some(GpuSig { modules, launches })
+    };
+    Ok(Manifest {
+        format_version: FORMAT_VERSION,
+        seqc_version: env!("CARGO_PKG_VERSION").to_string(),
+        spec_hash: spec_hash.to_string(),
+        cpu,
+        gpu,
         dims: p.dims.clone(),
         inputs,
         params,
@@ -194,6 +232,18 @@ pub fn manifest(
         buffers,
         kernels,
     })
+}
+
+/// What an artifact holds code for: a CPU and/or GPU architectures (`sm_80`, `sm_90`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Targets {
+    pub cpu: Option<cpu::HostTarget>,
+    pub gpu: Vec<String>,
+}
+
+/// The PTX file of GPU architecture `arch` in an artifact.
+pub fn ptx_file(arch: &str) -> String {
+    format!("kernels.{arch}.ptx")
 }
 
 /// Compiles `g` for the host CPU into artifact directory `dir` (created if needed); with
@@ -215,23 +265,74 @@ pub fn write_artifact_for(
     dumps: bool,
     target: &cpu::HostTarget,
 ) -> Result<Manifest, BuildError> {
+    let targets = Targets {
+        cpu: Some(target.clone()),
+        gpu: Vec::new(),
+    };
+    write_artifact_targets(g, spec_hash, dir, dumps, &targets)
+}
+
+/// Compiles `g` for `targets` into artifact directory `dir` (created if needed): one
+/// program, its shared object for the CPU and one PTX module per GPU architecture; with
+/// `dumps`, the kernel IR and the unoptimised LLVM IR of each target are written beside them.
+pub fn write_artifact_targets(
+    g: &Graph,
+    spec_hash: &str,
+    dir: &Path,
+    dumps: bool,
+    targets: &Targets,
+) -> Result<Manifest, BuildError> {
+    let p = kernel::lower(g)?;
+    write_program(g, &p, spec_hash, dir, dumps, targets)
+}
+
+/// [`write_artifact_targets`] for program `p`, lowered from `g` (tests pass transformed
+/// programs, e.g. the GPU's expanded one, to run them on the CPU).
+pub fn write_program(
+    g: &Graph,
+    p: &Program,
+    spec_hash: &str,
+    dir: &Path,
+    dumps: bool,
+    targets: &Targets,
+) -> Result<Manifest, BuildError> {
     let io = |source| BuildError::Io {
         path: dir.display().to_string(),
         source,
     };
-    let p = kernel::lower(g)?;
+    if targets.cpu.is_none() && targets.gpu.is_empty() {
+        return Err(CodegenError::Target("no target: expected `cpu`, `ptx` or both".into()).into());
+    }
+    for a in &targets.gpu {
+        ptx::check_arch(a)?;
+    }
+    let mut m = manifest(g, p, spec_hash, targets)?;
     std::fs::create_dir_all(dir).map_err(io)?;
-    let so = dir.join(LIBRARY_FILE);
-    cpu::compile_shared_object(&p, &so, target)?;
-    let mut m = manifest(g, &p, spec_hash, target)?;
-    let bytes = std::fs::read(&so).map_err(io)?;
-    if let Some(c) = &mut m.cpu {
-        c.library.hash = hash_bytes(&bytes);
-        c.library.bytes = bytes.len() as u64;
+    let sign = |sig: &mut FileSig| -> Result<(), BuildError> {
+        let bytes = std::fs::read(dir.join(&sig.file)).map_err(io)?;
+        sig.hash = hash_bytes(&bytes);
+        sig.bytes = bytes.len() as u64;
+        Ok(())
+    };
+    if let (Some(target), Some(c)) = (&targets.cpu, &mut m.cpu) {
+        cpu::compile_shared_object(p, &dir.join(LIBRARY_FILE), target)?;
+        sign(&mut c.library)?;
+        if dumps {
+            std::fs::write(dir.join("llvm.ll"), cpu::llvm_ir_for(p, false, target)?).map_err(io)?;
+        }
+    }
+    if let Some(gs) = &mut m.gpu {
+        for module in &mut gs.modules {
+            std::fs::write(dir.join(&module.file.file), ptx::ptx(p, &module.arch)?).map_err(io)?;
+            sign(&mut module.file)?;
+            if dumps {
+                let ll = ptx::llvm_ir(p, &module.arch, false)?;
+                std::fs::write(dir.join(format!("llvm.{}.ll", module.arch)), ll).map_err(io)?;
+            }
+        }
     }
     if dumps {
-        std::fs::write(dir.join("kernels.txt"), kernel::print::print_program(&p)).map_err(io)?;
-        std::fs::write(dir.join("llvm.ll"), cpu::llvm_ir_for(&p, false, target)?).map_err(io)?;
+        std::fs::write(dir.join("kernels.txt"), kernel::print::print_program(p)).map_err(io)?;
     }
     m.write(dir)?;
     Ok(m)

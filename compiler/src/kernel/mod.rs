@@ -20,6 +20,7 @@
 
 mod access;
 mod attn;
+pub mod expand;
 mod flash;
 pub mod gemm;
 mod inline;

@@ -11,6 +11,8 @@ mod metadata;
 mod recur;
 mod target;
 
+/// The scalar kernel emitter, shared with the GPU backend (`codegen/ptx`).
+pub(crate) use emit::emit_program;
 pub use emit::{STATUS_DIV_ZERO, STATUS_INDEX};
 pub use target::{HostTarget, LEVELS, cpu_target, host_target};
 
