@@ -140,6 +140,7 @@ pub unsafe extern "C" fn seqc_model_load(
         };
         let opts = Options {
             threads: (threads > 0).then_some(threads),
+            ..Options::default()
         };
         let m = Model::load_with(Path::new(dir), weights, &opts)?;
         let man = m.manifest();
