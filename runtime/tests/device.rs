@@ -113,7 +113,10 @@ fn a_cuda_load_without_a_driver_names_the_artifact_and_the_device() {
     } else {
         &["without its `cuda` feature", "--features cuda"]
     };
-    for part in [&path, "device `cuda:1`"].into_iter().chain(why.iter().copied()) {
+    for part in [&path, "device `cuda:1`"]
+        .into_iter()
+        .chain(why.iter().copied())
+    {
         assert!(m.contains(part), "{m} lacks {part}");
     }
 }
@@ -122,8 +125,14 @@ fn a_cuda_load_without_a_driver_names_the_artifact_and_the_device() {
 fn a_gpu_only_artifact_on_the_cpu_says_to_recompile() {
     let tmp = tempfile::tempdir().unwrap();
     write_artifact(tmp.path());
-    let m = load(tmp.path(), Device::Cpu).err().expect("refused").to_string();
-    assert!(m.contains("no CPU code") && m.contains("--target cpu"), "{m}");
+    let m = load(tmp.path(), Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        m.contains("no CPU code") && m.contains("--target cpu"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -157,7 +166,9 @@ fn runs_hand_written_ptx_on_the_gpu() {
         seqc_runtime::TensorData::F32(v) => v.as_ptr(),
         _ => unreachable!(),
     };
-    model.run_into(&x(vec![1.0, -0.0]), &dims, &mut out).expect("runs");
+    model
+        .run_into(&x(vec![1.0, -0.0]), &dims, &mut out)
+        .expect("runs");
     assert_eq!(out["y"], HostTensor::f32(vec![2], vec![4.0, 2.0]));
     match &out["y"].data {
         seqc_runtime::TensorData::F32(v) => assert_eq!(v.as_ptr(), keep),
@@ -167,7 +178,7 @@ fn runs_hand_written_ptx_on_the_gpu() {
     let out = model.run(&x(Vec::new()), &dims).expect("runs");
     assert_eq!(out["y"], HostTensor::f32(vec![0], Vec::new()));
     // A negative element: kernel `check` reports status 1, as the CPU path would.
-    let e = model.run(&x(vec![1.0, -1.0]), &dims).err().expect("refused");
+    let e = model.run(&x(vec![1.0, -1.0]), &dims).expect_err("refused");
     let m = e.to_string();
     assert!(matches!(e, ModelError::Kernel { .. }), "{e:?}");
     assert!(m.contains("`check`") && m.contains("out of range"), "{m}");

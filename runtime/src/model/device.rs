@@ -128,8 +128,17 @@ mod tests {
         assert_eq!(Device::Cpu.to_string(), "cpu");
         assert_eq!(Device::default(), Device::Cpu);
         for bad in [
-            "", "gpu", "CPU", "cuda:", "cuda:-1", "cuda:+1", "cuda: 1", "cuda:x", "cuda0",
-            "cuda:1:2", "cuda:99999999999999999999999",
+            "",
+            "gpu",
+            "CPU",
+            "cuda:",
+            "cuda:-1",
+            "cuda:+1",
+            "cuda: 1",
+            "cuda:x",
+            "cuda0",
+            "cuda:1:2",
+            "cuda:99999999999999999999999",
         ] {
             let e = bad.parse::<Device>().unwrap_err();
             assert_eq!(e.found, bad);
@@ -211,7 +220,12 @@ mod tests {
             kernels: Vec::new(),
         };
         let e = gpu_code(&m, "m.seqc").unwrap_err().to_string();
-        for part in ["`m.seqc`", "no GPU code", "`--target ptx`", "`--target cpu,ptx`"] {
+        for part in [
+            "`m.seqc`",
+            "no GPU code",
+            "`--target ptx`",
+            "`--target cpu,ptx`",
+        ] {
             assert!(e.contains(part), "{e} lacks {part}");
         }
         m.gpu = Some(GpuSig {

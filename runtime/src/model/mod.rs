@@ -248,7 +248,7 @@ impl Model {
         let mut ptrs: Vec<*mut u8> = vec![std::ptr::null_mut(); m.buffers.len()];
         let mut randoms: Vec<Vec<f32>> = Vec::new();
         // Outputs the kernels write straight into the caller's tensors.
-        let direct = direct_outputs(m, &bound)?;
+        let direct = direct_outputs(m, bound)?;
         for (sig, shape) in &direct {
             let t = outputs
                 .entry(sig.name.clone())
@@ -258,7 +258,7 @@ impl Model {
                 });
             ptrs[sig.buffer] = fit(t, shape);
         }
-        let (arena_bufs, reqs) = arena_requests(m, &bound, |k| ptrs[k].is_null())?;
+        let (arena_bufs, reqs) = arena_requests(m, bound, |k| ptrs[k].is_null())?;
         for (k, b) in m.buffers.iter().enumerate() {
             match &b.kind {
                 BufferKind::Input(name) => {
@@ -272,7 +272,7 @@ impl Model {
                     normal,
                     torch,
                 } => {
-                    let n = numel(m, k, &bound)?;
+                    let n = numel(m, k, bound)?;
                     let mut v = crate::rng::fill_dist(*seed, n, *normal, *torch);
                     ptrs[k] = v.as_mut_ptr().cast();
                     randoms.push(v);
@@ -288,7 +288,7 @@ impl Model {
             ptrs[*k] = base.wrapping_add(skew + off);
         }
         for (i, k) in m.kernels.iter().enumerate() {
-            let extent = k.extent.eval(&bound).map_err(|reason| ModelError::Size {
+            let extent = k.extent.eval(bound).map_err(|reason| ModelError::Size {
                 what: format!("kernel `{}`", k.symbol),
                 reason,
             })?;
@@ -303,7 +303,7 @@ impl Model {
             if direct.iter().any(|(d, _)| d.name == sig.name) {
                 continue;
             }
-            let shape = eval_shape(sig, &bound)?;
+            let shape = eval_shape(sig, bound)?;
             let n = shape.iter().product::<usize>();
             let t = read_buffer(ptrs[sig.buffer], sig.dtype, n);
             outputs.insert(sig.name.clone(), HostTensor::new(&sig.name, shape, t)?);
@@ -387,7 +387,6 @@ impl CpuExec {
         }
     }
 }
-
 
 /// The error of kernel `k` having reported `status` (non-zero), on any device.
 fn kernel_error(k: &KernelSig, status: i64) -> ModelError {

@@ -168,7 +168,10 @@ fn devices(count: usize) -> String {
     match count {
         0 => "this machine has no CUDA device".into(),
         1 => "this machine has 1 CUDA device, `cuda:0`".into(),
-        n => format!("this machine has {n} CUDA devices, `cuda:0` to `cuda:{}`", n - 1),
+        n => format!(
+            "this machine has {n} CUDA devices, `cuda:0` to `cuda:{}`",
+            n - 1
+        ),
     }
 }
 

@@ -36,7 +36,9 @@ impl Gpu {
     ) -> Result<(), ModelError> {
         // A call that panicked left nothing behind that the next one does not rewrite.
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.ctx.bind_to_thread().map_err(self.fail("binding the context"))?;
+        self.ctx
+            .bind_to_thread()
+            .map_err(self.fail("binding the context"))?;
         // Scratch layout: the arena, then inputs and the seeded fills that depend on dims.
         let (arena_bufs, reqs) = arena_requests(m, bound, |_| true)?;
         let (offsets, arena_bytes) = plan::place(&reqs);
@@ -86,9 +88,22 @@ impl Gpu {
         }
         let dims: Vec<i64> = m.dims.iter().map(|d| bound[d]).collect();
         let stream = st.stream.cu_stream();
-        let queued = self.queue(m, &st, stream, base, arena_bytes, &table, &dims, &uploads, bound);
+        let queued = self.queue(
+            m,
+            &st,
+            stream,
+            base,
+            arena_bytes,
+            &table,
+            &dims,
+            &uploads,
+            bound,
+        );
         // Wait even when queueing failed: the host buffers above must outlive the copies.
-        let synced = st.stream.synchronize().map_err(self.fail("running the kernels"));
+        let synced = st
+            .stream
+            .synchronize()
+            .map_err(self.fail("running the kernels"));
         queued?;
         synced?;
         let mut status = vec![0i64; m.kernels.len()];
