@@ -288,8 +288,10 @@ impl Gpu {
             };
             let what = format!("copying buffer {k} to the device");
             let buf = DevBuf::alloc(&self.ctx, bytes.len()).map_err(self.fail(&what))?;
-            // SAFETY: `buf` holds at least `bytes.len()` bytes; the context is current.
-            unsafe { result::memcpy_htod_sync(buf.ptr, bytes) }.map_err(self.fail(&what))?;
+            if !bytes.is_empty() {
+                // SAFETY: `buf` holds at least `bytes.len()` bytes; the context is current.
+                unsafe { result::memcpy_htod_sync(buf.ptr, bytes) }.map_err(self.fail(&what))?;
+            }
             self.fixed[k] = Some(buf);
         }
         Ok(())
