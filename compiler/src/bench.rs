@@ -52,7 +52,10 @@ pub fn run(
     let dir = tempfile::tempdir().context("creating a temporary artifact directory")?;
     seqc::codegen::artifact::write_artifact_for(g, hash, dir.path(), false, &s.cpu)?;
     let (params, inputs) = params_and_inputs(g, tensors);
-    let opts = Options { threads: s.threads };
+    let opts = Options {
+        threads: s.threads,
+        ..Options::default()
+    };
     let model = Model::load_with(dir.path(), Weights::from_tensors(&params)?, &opts)?;
     // The outputs are kept across calls (`run_into`), as an app calling in a loop would keep
     // them: each call writes into the same memory instead of mapping fresh pages.

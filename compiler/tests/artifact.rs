@@ -189,7 +189,11 @@ fn refuses_a_wrong_format_version() {
     edit_manifest(dir.path(), |v| v["format_version"] = 99.into());
     let e = err_text(load(dir.path()));
     assert!(
-        e.contains("format version 99") && e.contains("reads version 1"),
+        e.contains("format version 99")
+            && e.contains(&format!(
+                "reads version {}",
+                seqc_runtime::artifact::FORMAT_VERSION
+            )),
         "{e}"
     );
 }
@@ -242,7 +246,7 @@ fn refuses_another_machine() {
     let dir = tempfile::tempdir().expect("tempdir");
     build(dir.path());
     edit_manifest(dir.path(), |v| {
-        v["target"]["triple"] = "aarch64-unknown-linux-gnu".into();
+        v["cpu"]["target"]["triple"] = "aarch64-unknown-linux-gnu".into();
     });
     let e = err_text(load(dir.path()));
     assert!(e.contains("built for aarch64-unknown-linux-gnu"), "{e}");
@@ -253,7 +257,7 @@ fn refuses_another_machine() {
     if let Some(f) = lacking {
         build(dir.path());
         edit_manifest(dir.path(), |v| {
-            v["target"]["features"]
+            v["cpu"]["target"]["features"]
                 .as_array_mut()
                 .expect("features")
                 .push(f.into())

@@ -376,7 +376,7 @@ fn load_refuses_a_wrong_path_a_corrupt_manifest_and_a_missing_weight() {
     fails(
         try_load(d.as_ptr(), w.as_ptr()),
         SeqcStatus::Artifact,
-        &["format version 7", "reads version 1"],
+        &["format version 7", "reads version 2"],
     );
 }
 

@@ -79,6 +79,11 @@ typedef enum {
    * An internal error: a bug in seqc, caught before it could cross into C.
    */
   SEQC_STATUS_PANIC = 12,
+  /**
+   * The device asked for cannot be used: a library built without CUDA, no CUDA driver, no
+   * such device, or a CUDA driver call failed (loading the PTX, a launch, a copy).
+   */
+  SEQC_STATUS_DEVICE = 13,
 } SeqcStatus;
 
 /**
@@ -211,8 +216,8 @@ extern "C" {
  * Loads the compiled artifact in directory `artifact_dir` and binds the weights of the
  * safetensors file `weights_path` (memory-mapped; pass null for a model without
  * parameters). `threads` is the number of worker threads for parallel loops, 0 for the
- * machine's available parallelism. On success `*model` is a new model to free with
- * `seqc_model_free`; on failure it is null.
+ * machine's available parallelism. The model runs on the CPU (see `seqc_model_load_on`).
+ * On success `*model` is a new model to free with `seqc_model_free`; on failure it is null.
  *
  * Fails with `SEQC_STATUS_IO` (a file cannot be read), `SEQC_STATUS_ARTIFACT` (corrupt
  * manifest, wrong format version, library hash, another machine) or `SEQC_STATUS_WEIGHTS`
@@ -227,6 +232,25 @@ SeqcStatus seqc_model_load(const char *artifact_dir,
                            const char *weights_path,
                            size_t threads,
                            SeqcModel **model);
+
+/**
+ * Like `seqc_model_load`, on the device named by `device`: `"cpu"`, `"cuda"` (the first
+ * GPU) or `"cuda:N"` (GPU number N). On a GPU the weights are copied to the device once;
+ * `threads` is then unused, and the calls of one model run one at a time.
+ *
+ * Fails as `seqc_model_load` does, and with `SEQC_STATUS_INVALID_ARGUMENT` (`device` is not
+ * one of those forms), `SEQC_STATUS_DEVICE` (a library built without CUDA, no CUDA driver,
+ * no such GPU, or the driver refuses the artifact's PTX) or `SEQC_STATUS_ARTIFACT` (the
+ * artifact has no GPU code, or none for this GPU's compute capability).
+ *
+ * # Safety
+ * As `seqc_model_load`; `device` is null or a NUL-terminated string.
+ */
+SeqcStatus seqc_model_load_on(const char *artifact_dir,
+                              const char *weights_path,
+                              size_t threads,
+                              const char *device,
+                              SeqcModel **model);
 
 /**
  * Frees a model from `seqc_model_load` and everything its queries returned. Null is a

@@ -13,6 +13,10 @@
 //!   are refused with a status, never dereferenced;
 //! * out-parameters are set to null / zero first, so they are null after a failure.
 //!
+//! Device: `seqc_model_load` runs a model on the CPU; `seqc_model_load_on` takes a device
+//! string (`"cpu"`, `"cuda"`, `"cuda:N"`) and runs it on that GPU when the library was
+//! built with its `cuda` feature (the default; libcuda is opened at load time).
+//!
 //! Ownership: `seqc_model_load` and `seqc_model_run` hand out objects the caller frees with
 //! `seqc_model_free` / `seqc_outputs_free`. Strings and arrays returned by the queries belong
 //! to the object they came from and live until it is freed. Input buffers are copied during
@@ -35,7 +39,7 @@ mod status;
 
 pub use model::{
     SeqcModel, SeqcTensorInfo, seqc_model_count, seqc_model_dim_count, seqc_model_dim_name,
-    seqc_model_free, seqc_model_load, seqc_model_tensor,
+    seqc_model_free, seqc_model_load, seqc_model_load_on, seqc_model_tensor,
 };
 pub use outputs::{
     SeqcOutputs, SeqcTensorView, seqc_outputs_count, seqc_outputs_find, seqc_outputs_free,

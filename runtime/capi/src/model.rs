@@ -5,7 +5,8 @@
 use crate::ffi;
 use crate::status::{Failure, SeqcDtype, SeqcKind, SeqcStatus, guard};
 use seqc_runtime::artifact::TensorSig;
-use seqc_runtime::model::Options;
+use seqc_runtime::model::device::DeviceParseError;
+use seqc_runtime::model::{Device, Options};
 use seqc_runtime::{Model, Weights};
 use std::ffi::{CString, c_char};
 use std::path::Path;
@@ -110,8 +111,8 @@ pub struct SeqcTensorInfo {
 /// Loads the compiled artifact in directory `artifact_dir` and binds the weights of the
 /// safetensors file `weights_path` (memory-mapped; pass null for a model without
 /// parameters). `threads` is the number of worker threads for parallel loops, 0 for the
-/// machine's available parallelism. On success `*model` is a new model to free with
-/// `seqc_model_free`; on failure it is null.
+/// machine's available parallelism. The model runs on the CPU (see `seqc_model_load_on`).
+/// On success `*model` is a new model to free with `seqc_model_free`; on failure it is null.
 ///
 /// Fails with `SEQC_STATUS_IO` (a file cannot be read), `SEQC_STATUS_ARTIFACT` (corrupt
 /// manifest, wrong format version, library hash, another machine) or `SEQC_STATUS_WEIGHTS`
@@ -129,30 +130,81 @@ pub unsafe extern "C" fn seqc_model_load(
     model: *mut *mut SeqcModel,
 ) -> SeqcStatus {
     guard("seqc_model_load", || {
-        // SAFETY (all four): the caller's contract above.
-        let out = unsafe { ffi::out(model, "model") }?;
-        *out = std::ptr::null_mut();
-        let dir = unsafe { ffi::string(artifact_dir, "artifact_dir") }?;
-        let weights = if weights_path.is_null() {
-            Weights::default()
-        } else {
-            Weights::open(&[unsafe { ffi::string(weights_path, "weights_path") }?])?
-        };
-        let opts = Options {
-            threads: (threads > 0).then_some(threads),
-        };
-        let m = Model::load_with(Path::new(dir), weights, &opts)?;
-        let man = m.manifest();
-        let sigs = |ts: &[TensorSig]| ts.iter().map(Sig::new).collect::<Result<Vec<_>, _>>();
-        let sigs = [sigs(&man.inputs)?, sigs(&man.params)?, sigs(&man.outputs)?];
-        let dims = CStrings::new(&man.dims, "dims")?;
-        *out = Box::into_raw(Box::new(SeqcModel {
-            model: m,
-            sigs,
-            dims,
-        }));
-        Ok(())
+        // SAFETY: the caller's contract above.
+        unsafe { load(artifact_dir, weights_path, threads, None, model) }
     })
+}
+
+/// Like `seqc_model_load`, on the device named by `device`: `"cpu"`, `"cuda"` (the first
+/// GPU) or `"cuda:N"` (GPU number N). On a GPU the weights are copied to the device once;
+/// `threads` is then unused, and the calls of one model run one at a time.
+///
+/// Fails as `seqc_model_load` does, and with `SEQC_STATUS_INVALID_ARGUMENT` (`device` is not
+/// one of those forms), `SEQC_STATUS_DEVICE` (a library built without CUDA, no CUDA driver,
+/// no such GPU, or the driver refuses the artifact's PTX) or `SEQC_STATUS_ARTIFACT` (the
+/// artifact has no GPU code, or none for this GPU's compute capability).
+///
+/// # Safety
+/// As `seqc_model_load`; `device` is null or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn seqc_model_load_on(
+    artifact_dir: *const c_char,
+    weights_path: *const c_char,
+    threads: usize,
+    device: *const c_char,
+    model: *mut *mut SeqcModel,
+) -> SeqcStatus {
+    guard("seqc_model_load_on", || {
+        // SAFETY: the caller's contract above.
+        unsafe { load(artifact_dir, weights_path, threads, Some(device), model) }
+    })
+}
+
+/// The body of both loads; `device` is `None` for the CPU, else the caller's string.
+///
+/// # Safety
+/// The contracts of `seqc_model_load_on`.
+unsafe fn load(
+    artifact_dir: *const c_char,
+    weights_path: *const c_char,
+    threads: usize,
+    device: Option<*const c_char>,
+    model: *mut *mut SeqcModel,
+) -> Result<(), Failure> {
+    // SAFETY (all): the caller's contract.
+    let out = unsafe { ffi::out(model, "model") }?;
+    *out = std::ptr::null_mut();
+    let device = match device {
+        None => Device::Cpu,
+        Some(d) => {
+            unsafe { ffi::string(d, "device") }?
+                .parse()
+                .map_err(|e: DeviceParseError| {
+                    Failure::new(SeqcStatus::InvalidArgument, format!("`device`: {e}"))
+                })?
+        }
+    };
+    let dir = unsafe { ffi::string(artifact_dir, "artifact_dir") }?;
+    let weights = if weights_path.is_null() {
+        Weights::default()
+    } else {
+        Weights::open(&[unsafe { ffi::string(weights_path, "weights_path") }?])?
+    };
+    let opts = Options {
+        threads: (threads > 0).then_some(threads),
+        device,
+    };
+    let m = Model::load_with(Path::new(dir), weights, &opts)?;
+    let man = m.manifest();
+    let sigs = |ts: &[TensorSig]| ts.iter().map(Sig::new).collect::<Result<Vec<_>, _>>();
+    let sigs = [sigs(&man.inputs)?, sigs(&man.params)?, sigs(&man.outputs)?];
+    let dims = CStrings::new(&man.dims, "dims")?;
+    *out = Box::into_raw(Box::new(SeqcModel {
+        model: m,
+        sigs,
+        dims,
+    }));
+    Ok(())
 }
 
 /// Frees a model from `seqc_model_load` and everything its queries returned. Null is a
@@ -267,4 +319,88 @@ pub unsafe extern "C" fn seqc_model_dim_name(
             .ptr(ffi::index(index, n, &format!("the model has {n} dims"))?);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seqc_runtime::artifact::{FileSig, GpuSig, Manifest, PtxModuleSig};
+    use std::ffi::CStr;
+
+    /// A GPU-only artifact without kernels (its PTX file need not exist: a load on the CPU
+    /// or without a driver stops before reading it).
+    fn artifact() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        Manifest {
+            format_version: seqc_runtime::artifact::FORMAT_VERSION,
+            seqc_version: "test".into(),
+            spec_hash: "0".into(),
+            cpu: None,
+            gpu: Some(GpuSig {
+                modules: vec![PtxModuleSig {
+                    arch: "sm_80".into(),
+                    file: FileSig {
+                        file: "m.ptx".into(),
+                        hash: "0".into(),
+                        bytes: 0,
+                    },
+                }],
+                launches: Vec::new(),
+            }),
+            dims: Vec::new(),
+            inputs: Vec::new(),
+            params: Vec::new(),
+            outputs: Vec::new(),
+            buffers: Vec::new(),
+            kernels: Vec::new(),
+        }
+        .write(tmp.path())
+        .unwrap();
+        tmp
+    }
+
+    /// Loads with `device` (null when `None`); the status, the message, and that the
+    /// out-parameter was left null.
+    fn load_on(dir: &Path, device: Option<&CStr>) -> (SeqcStatus, String) {
+        let dir = CString::new(dir.display().to_string()).unwrap();
+        let mut m: *mut SeqcModel = std::ptr::dangling_mut();
+        let d = device.map_or(std::ptr::null(), CStr::as_ptr);
+        // SAFETY: valid strings or null, and a writable out-pointer.
+        let s = unsafe { seqc_model_load_on(dir.as_ptr(), std::ptr::null(), 0, d, &mut m) };
+        assert!(m.is_null());
+        // SAFETY: never null, NUL-terminated.
+        let msg = unsafe { CStr::from_ptr(crate::seqc_last_error()) };
+        (s, msg.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn load_on_refuses_a_bad_device_string_and_a_missing_driver() {
+        let tmp = artifact();
+        let (s, m) = load_on(tmp.path(), None);
+        assert_eq!(s, SeqcStatus::NullArgument, "{m}");
+        assert!(m.starts_with("seqc_model_load_on: `device`"), "{m}");
+        let (s, m) = load_on(tmp.path(), Some(c"gpu:0"));
+        assert_eq!(s, SeqcStatus::InvalidArgument, "{m}");
+        assert!(m.contains("`gpu:0`") && m.contains("`cuda:N`"), "{m}");
+        // On the CPU, the artifact's missing CPU code is reported.
+        let (s, m) = load_on(tmp.path(), Some(c"cpu"));
+        assert_eq!(s, SeqcStatus::Artifact, "{m}");
+        assert!(m.contains("no CPU code"), "{m}");
+        if seqc_runtime::model::cuda_driver_present() {
+            eprintln!("skipped the no-driver case: this machine has a CUDA driver");
+            return;
+        }
+        let (s, m) = load_on(tmp.path(), Some(c"cuda:2"));
+        assert_eq!(s, SeqcStatus::Device, "{m}");
+        let why = if cfg!(feature = "cuda") {
+            "libcuda.so"
+        } else {
+            "`cuda` feature"
+        };
+        let path = format!("`{}`", tmp.path().display());
+        assert!(
+            m.contains("`cuda:2`") && m.contains(&path) && m.contains(why),
+            "{m}"
+        );
+    }
 }

@@ -44,6 +44,9 @@ pub enum SeqcStatus {
     Runtime = 11,
     /// An internal error: a bug in seqc, caught before it could cross into C.
     Panic = 12,
+    /// The device asked for cannot be used: a library built without CUDA, no CUDA driver, no
+    /// such device, or a CUDA driver call failed (loading the PTX, a launch, a copy).
+    Device = 13,
 }
 
 /// An element type. Data is packed row-major in the machine's byte order; `BOOL` is one
@@ -155,6 +158,7 @@ impl From<ModelError> for Failure {
             | ModelError::Dim { .. } => S::Input,
             ModelError::Kernel { .. } => S::Kernel,
             ModelError::Size { .. } => S::Runtime,
+            ModelError::Device { .. } => S::Device,
         };
         Failure::new(status, e.to_string())
     }

@@ -37,6 +37,7 @@ static const char *status_name(SeqcStatus s) {
     case SEQC_STATUS_KERNEL: return "SEQC_STATUS_KERNEL";
     case SEQC_STATUS_RUNTIME: return "SEQC_STATUS_RUNTIME";
     case SEQC_STATUS_PANIC: return "SEQC_STATUS_PANIC";
+    case SEQC_STATUS_DEVICE: return "SEQC_STATUS_DEVICE";
     }
     return "unknown status";
 }

@@ -45,4 +45,8 @@ pub enum ModelError {
     },
     #[error("{what}: {reason}")]
     Size { what: String, reason: String },
+    /// The device cannot be used: the runtime lacks the `cuda` feature, no CUDA driver, no
+    /// such device, or a driver call failed (loading the PTX, a launch, a copy).
+    #[error("device `{device}`: {reason}")]
+    Device { device: String, reason: String },
 }

@@ -21,6 +21,9 @@
 //! # Ok::<(), seqc_runtime::ModelError>(())
 //! ```
 
+#[cfg(feature = "cuda")]
+mod cuda;
+pub mod device;
 mod error;
 mod exec;
 pub mod features;
@@ -28,10 +31,11 @@ mod outputs;
 pub mod plan;
 mod weights;
 
+pub use device::Device;
 pub use error::ModelError;
 pub use weights::{Weight, Weights};
 
-use crate::artifact::{ArtifactError, BufferKind, Manifest, TensorSig};
+use crate::artifact::{ArtifactError, BufferKind, KernelSig, Manifest, TensorSig};
 use crate::sym::DimValues;
 use crate::{DType, HostTensor, TensorData};
 use outputs::{check_outputs, direct_outputs, empty_data, fit};
@@ -47,17 +51,44 @@ pub const KERNEL_STACK_BYTES: usize = 8 << 20;
 pub struct Options {
     /// Worker threads for parallel loops (default: the machine's available parallelism).
     pub threads: Option<usize>,
+    /// Where the kernels run (default: the CPU).
+    pub device: Device,
 }
 
 /// A compiled model ready to run.
 pub struct Model {
     manifest: Manifest,
-    kernels: exec::Kernels,
     weights: Weights,
+    device: Device,
+    exec: Exec,
+}
+
+/// How a model's kernels run.
+enum Exec {
+    Cpu(CpuExec),
+    #[cfg(feature = "cuda")]
+    Cuda(cuda::Gpu),
+}
+
+/// The CPU path: the shared object's kernels and a thread pool.
+struct CpuExec {
+    kernels: exec::Kernels,
     pool: rayon::ThreadPool,
     /// Arenas of finished calls, reused (not cleared) by later ones: a fresh allocation of tens of
     /// MiB costs a page fault per 4 KiB on first touch, every call.
     arenas: std::sync::Mutex<Vec<Vec<u64>>>,
+}
+
+/// Whether a CUDA driver (libcuda) can be loaded; always false without the `cuda` feature.
+pub fn cuda_driver_present() -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::driver_present()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        false
+    }
 }
 
 fn describe(dtype: DType, shape: &[impl std::fmt::Display]) -> String {
@@ -73,39 +104,66 @@ impl Model {
 
     /// Loads an artifact: checks the format version, the target against this CPU, the
     /// library's hash, and the weights against the parameter list (names, dtypes, ranks and
-    /// constant dims; symbolic dims are checked per call).
+    /// constant dims; symbolic dims are checked per call). On [`Device::Cuda`]: the runtime's
+    /// `cuda` feature, the driver, the device, the artifact's GPU code and a PTX module for the
+    /// device (in that order), then the weights, which are copied to the device once.
     pub fn load_with(dir: &Path, weights: Weights, opts: &Options) -> Result<Model, ModelError> {
-        let path = dir.display().to_string();
         let manifest = Manifest::read(dir)?;
-        check_target(&manifest, &path)?;
-        let lib = manifest.checked_library(dir)?;
-        let kernels = exec::Kernels::open(&lib, &manifest.kernels, &path)?;
-        check_weights(&manifest, &weights)?;
-        let threads = opts.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        });
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .stack_size(KERNEL_STACK_BYTES)
-            .build()
-            .map_err(|e| ModelError::Size {
-                what: "thread pool".into(),
-                reason: e.to_string(),
-            })?;
+        let exec = match opts.device {
+            Device::Cpu => Exec::Cpu(CpuExec::load(dir, &manifest, &weights, opts)?),
+            Device::Cuda(ordinal) => Self::load_cuda(dir, &manifest, &weights, ordinal)?,
+        };
         Ok(Model {
             manifest,
-            kernels,
             weights,
-            pool,
-            arenas: std::sync::Mutex::new(Vec::new()),
+            device: opts.device,
+            exec,
         })
     }
 
-    /// The number of worker threads parallel loops are split over.
+    #[cfg(feature = "cuda")]
+    fn load_cuda(
+        dir: &Path,
+        m: &Manifest,
+        weights: &Weights,
+        ordinal: usize,
+    ) -> Result<Exec, ModelError> {
+        let mut gpu = cuda::Gpu::load(dir, m, ordinal)?;
+        check_weights(m, weights)?;
+        gpu.upload_params(m, weights)?;
+        Ok(Exec::Cuda(gpu))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn load_cuda(
+        dir: &Path,
+        _: &Manifest,
+        _: &Weights,
+        ordinal: usize,
+    ) -> Result<Exec, ModelError> {
+        Err(ModelError::Device {
+            device: Device::Cuda(ordinal).to_string(),
+            reason: format!(
+                "cannot load artifact `{}`: this runtime was built without its `cuda` feature \
+                 (build seqc-runtime with `--features cuda`)",
+                dir.display()
+            ),
+        })
+    }
+
+    /// The number of worker threads parallel loops are split over (1 on a GPU, whose
+    /// kernels the host only launches).
     pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        match &self.exec {
+            Exec::Cpu(c) => c.pool.current_num_threads(),
+            #[cfg(feature = "cuda")]
+            Exec::Cuda(_) => 1,
+        }
+    }
+
+    /// The device the model was loaded on.
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -169,12 +227,28 @@ impl Model {
             given.push((sig, w.dtype, &w.shape, "weight"));
         }
         let bound = bind_dims(m, &given, dims)?;
+        match &self.exec {
+            Exec::Cpu(cpu) => self.run_cpu(cpu, inputs, &bound, outputs),
+            #[cfg(feature = "cuda")]
+            Exec::Cuda(gpu) => gpu.run(m, &self.weights, inputs, &bound, outputs),
+        }
+    }
+
+    /// The CPU part of [`Model::run_into`], once the dims are bound.
+    fn run_cpu(
+        &self,
+        cpu: &CpuExec,
+        inputs: &BTreeMap<String, HostTensor>,
+        bound: &DimValues,
+        outputs: &mut BTreeMap<String, HostTensor>,
+    ) -> Result<(), ModelError> {
+        let m = &self.manifest;
         let dim_vals: Vec<i64> = m.dims.iter().map(|d| bound[d]).collect();
         // Buffer pointers: inputs, weights, random fills and the arena.
         let mut ptrs: Vec<*mut u8> = vec![std::ptr::null_mut(); m.buffers.len()];
         let mut randoms: Vec<Vec<f32>> = Vec::new();
         // Outputs the kernels write straight into the caller's tensors.
-        let direct = direct_outputs(m, &bound)?;
+        let direct = direct_outputs(m, bound)?;
         for (sig, shape) in &direct {
             let t = outputs
                 .entry(sig.name.clone())
@@ -184,7 +258,7 @@ impl Model {
                 });
             ptrs[sig.buffer] = fit(t, shape);
         }
-        let (arena_bufs, reqs) = arena_requests(m, &bound, |k| ptrs[k].is_null())?;
+        let (arena_bufs, reqs) = arena_requests(m, bound, |k| ptrs[k].is_null())?;
         for (k, b) in m.buffers.iter().enumerate() {
             match &b.kind {
                 BufferKind::Input(name) => {
@@ -198,7 +272,7 @@ impl Model {
                     normal,
                     torch,
                 } => {
-                    let n = numel(m, k, &bound)?;
+                    let n = numel(m, k, bound)?;
                     let mut v = crate::rng::fill_dist(*seed, n, *normal, *torch);
                     ptrs[k] = v.as_mut_ptr().cast();
                     randoms.push(v);
@@ -207,44 +281,35 @@ impl Model {
             }
         }
         let (offsets, total) = plan::place(&reqs);
-        let mut arena = self.take_arena((total + plan::ALIGN) / 8 + 1);
+        let mut arena = cpu.take_arena((total + plan::ALIGN) / 8 + 1);
         let base = arena.as_mut_ptr().cast::<u8>();
         let skew = base.align_offset(plan::ALIGN);
         for (k, off) in arena_bufs.iter().zip(&offsets) {
             ptrs[*k] = base.wrapping_add(skew + off);
         }
         for (i, k) in m.kernels.iter().enumerate() {
-            let extent = k.extent.eval(&bound).map_err(|reason| ModelError::Size {
+            let extent = k.extent.eval(bound).map_err(|reason| ModelError::Size {
                 what: format!("kernel `{}`", k.symbol),
                 reason,
             })?;
-            let status = self
+            let status = cpu
                 .kernels
-                .run_kernel(i, &ptrs, &dim_vals, extent, k.parallel, &self.pool);
+                .run_kernel(i, &ptrs, &dim_vals, extent, k.parallel, &cpu.pool);
             if status != 0 {
-                return Err(ModelError::Kernel {
-                    symbol: k.symbol.clone(),
-                    node: k.node.clone(),
-                    op: k.op.clone(),
-                    reason: match status {
-                        1 => "an index read from data is out of range".into(),
-                        2 => "integer division by zero".into(),
-                        s => format!("status {s}"),
-                    },
-                });
+                return Err(kernel_error(k, status));
             }
         }
         for sig in &m.outputs {
             if direct.iter().any(|(d, _)| d.name == sig.name) {
                 continue;
             }
-            let shape = eval_shape(sig, &bound)?;
+            let shape = eval_shape(sig, bound)?;
             let n = shape.iter().product::<usize>();
             let t = read_buffer(ptrs[sig.buffer], sig.dtype, n);
             outputs.insert(sig.name.clone(), HostTensor::new(&sig.name, shape, t)?);
         }
         drop(randoms);
-        self.give_back(arena);
+        cpu.give_back(arena);
         Ok(())
     }
 
@@ -253,6 +318,40 @@ impl Model {
     /// the model must be given.
     pub fn arena_bytes(&self, dims: &DimValues) -> Result<usize, ModelError> {
         arena_bytes(&self.manifest, dims)
+    }
+}
+
+impl CpuExec {
+    /// Checks the target and the library, opens it, checks the weights, starts the pool.
+    fn load(
+        dir: &Path,
+        manifest: &Manifest,
+        weights: &Weights,
+        opts: &Options,
+    ) -> Result<CpuExec, ModelError> {
+        let path = dir.display().to_string();
+        check_target(manifest, &path)?;
+        let lib = manifest.checked_library(dir)?;
+        let kernels = exec::Kernels::open(&lib, &manifest.kernels, &path)?;
+        check_weights(manifest, weights)?;
+        let threads = opts.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .stack_size(KERNEL_STACK_BYTES)
+            .build()
+            .map_err(|e| ModelError::Size {
+                what: "thread pool".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(CpuExec {
+            kernels,
+            pool,
+            arenas: std::sync::Mutex::new(Vec::new()),
+        })
     }
 
     /// An arena of `words` u64s: a kept one if one is large enough, else a new one. Its
@@ -286,6 +385,20 @@ impl Model {
         {
             v.push(arena);
         }
+    }
+}
+
+/// The error of kernel `k` having reported `status` (non-zero), on any device.
+fn kernel_error(k: &KernelSig, status: i64) -> ModelError {
+    ModelError::Kernel {
+        symbol: k.symbol.clone(),
+        node: k.node.clone(),
+        op: k.op.clone(),
+        reason: match status {
+            1 => "an index read from data is out of range".into(),
+            2 => "integer division by zero".into(),
+            s => format!("status {s}"),
+        },
     }
 }
 

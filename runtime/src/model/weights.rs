@@ -41,6 +41,13 @@ impl Weight {
         }
     }
 
+    /// Its bytes, as the kernels read them.
+    #[cfg(feature = "cuda")]
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` points at `bytes` initialised bytes, mapped or owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr(), self.bytes()) }
+    }
+
     pub fn bytes(&self) -> usize {
         match &self.blob {
             Blob::Mapped { len, .. } => *len,
@@ -183,4 +190,13 @@ pub(super) fn tensor_ptr(t: &HostTensor) -> *const u8 {
         TensorData::I64(v) => v.as_ptr().cast(),
         TensorData::Bool(v) => v.as_ptr().cast(),
     }
+}
+
+/// The bytes of a host tensor's elements (see [`tensor_ptr`]).
+#[cfg(feature = "cuda")]
+pub(super) fn tensor_bytes(t: &HostTensor) -> &[u8] {
+    let n = t.numel() * t.dtype().size_bytes();
+    // SAFETY: the tensor's buffer holds `numel` initialised elements of its dtype (a bool is
+    // one byte, 0 or 1), borrowed for the result's lifetime.
+    unsafe { std::slice::from_raw_parts(tensor_ptr(t), n) }
 }
