@@ -17,7 +17,13 @@ struct Case {
     reference: fn(f64) -> f64,
     ulps: (f64, f64),
     tiny: Option<(f64, f64)>,
+    /// Beyond this |x| the bound does not hold (sin and cos: the documented reduction
+    /// range); there the result must still lie in [−1, 1], or be NaN from 2^50 on.
+    domain: f64,
 }
+
+/// Where sin and cos reduce exactly (`math/trig.rs`): |x| < 2^20·π/2.
+const TRIG_DOMAIN: f64 = 1_647_099.0;
 
 fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {
@@ -42,6 +48,7 @@ fn cases() -> Vec<Case> {
         reference,
         ulps,
         tiny: None,
+        domain: f64::INFINITY,
     };
     vec![
         c(UnaryOp::Exp, f64::exp, (1.0, 2.0)),
@@ -73,6 +80,15 @@ fn cases() -> Vec<Case> {
         // are checked for x ≥ −5 in f32 and x ≥ −1 in f64 (see `worst_ulps`).
         c(UnaryOp::Gelu, gelu, (1.0, 8.0)),
         c(UnaryOp::GeluTanh, gelu_tanh, (1.0, 8.0)),
+        // In f64 whatever the type, so correctly rounded in f32.
+        Case {
+            domain: TRIG_DOMAIN,
+            ..c(UnaryOp::Sin, f64::sin, (1.0, 3.0))
+        },
+        Case {
+            domain: TRIG_DOMAIN,
+            ..c(UnaryOp::Cos, f64::cos, (1.0, 3.0))
+        },
     ]
 }
 
@@ -140,6 +156,16 @@ fn grid(single: bool) -> Vec<f64> {
         f32::MAX as f64,
         f64::MAX,
         -f64::MAX,
+        // Near multiples of π/2 (sin and cos cancel there), and the edge of their domain.
+        std::f64::consts::PI,
+        std::f64::consts::FRAC_PI_2,
+        -std::f64::consts::PI,
+        3.0 * std::f64::consts::FRAC_PI_2,
+        1e5 * std::f64::consts::PI,
+        355.0,
+        103_993.0,
+        1_647_000.0,
+        -1_647_000.0,
     ];
     v.extend(
         special
@@ -192,6 +218,18 @@ fn worst_ulps(c: &Case, xs: &[f64], ys: &[f64], single: bool) -> (f64, f64) {
         // The references' 1 + erf (tanh) cancels below: f32 keeps 6 digits of it down to −5.
         let cancels = if single { x < -5.0 } else { x < -1.0 };
         if matches!(c.op, UnaryOp::Gelu | UnaryOp::GeluTanh) && cancels {
+            continue;
+        }
+        if x.abs() > c.domain {
+            let ok = if x.abs() >= 2f64.powi(50) {
+                y.is_nan()
+            } else {
+                y.abs() <= 1.0
+            };
+            assert!(
+                ok,
+                "{name}({x:e}) = {y:e}, outside [−1, 1] (or not NaN from 2^50)"
+            );
             continue;
         }
         let want = (c.reference)(x);
@@ -281,12 +319,99 @@ fn f64_functions_are_within_their_ulp_bounds() {
 #[test]
 fn an_operator_without_an_inline_form_is_refused_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let err =
-        seqc::codegen::cpu::math_shared_object(&[UnaryOp::Sin], true, &dir.path().join("math.so"))
-            .expect_err("sin has no inline form");
+    let err = seqc::codegen::cpu::math_shared_object(
+        &[UnaryOp::Floor],
+        true,
+        &dir.path().join("math.so"),
+    )
+    .expect_err("floor has no inline form");
     let msg = err.to_string();
     assert!(
-        msg.contains("seqc_math_sin") && msg.contains("inline function"),
+        msg.contains("seqc_math_floor") && msg.contains("inline function"),
         "{msg}"
     );
+}
+
+type PowFun = unsafe extern "C" fn(*const f64, *const f64, *mut f64, i64);
+
+/// The inline pow against Rust's (libm's) on the special cases of C99 and on a grid of
+/// bases and exponents whose results stay in range: within 2 ulps plus |y·ln x| · 2^−52
+/// relative (the error `math/trig.rs` documents).
+#[test]
+fn pow_matches_libm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let so = dir.path().join("pow.so");
+    seqc::codegen::cpu::pow_shared_object(&so).expect("compiles");
+    // SAFETY: loading the shared object just written (no initialisers run).
+    #[allow(unsafe_code)] // (why: dlopen is unsafe in libloading)
+    let lib = unsafe { libloading::Library::new(&so) }.expect("loads");
+    let special = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        -0.5,
+        2.0,
+        -2.0,
+        3.0,
+        -3.0,
+        2.5,
+        -2.5,
+        1e-310,
+        1e300,
+        -1e300,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        9_007_199_254_740_993.0,
+    ];
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for &x in &special {
+        for &y in &special {
+            xs.push(x);
+            ys.push(y);
+        }
+    }
+    let specials = xs.len(); // (results ±1 and ±½ among them must be exact)
+    for i in 0..200 {
+        for j in 0..200 {
+            let x = (f64::from(i) - 100.0) * 0.173 + 0.011;
+            let y = (f64::from(j) - 100.0) * 0.061;
+            xs.push(x);
+            ys.push(y);
+            // Integer exponents of negative bases.
+            xs.push(-x.abs() - 0.01);
+            ys.push((f64::from(j) - 100.0).round());
+        }
+    }
+    let mut out = vec![0.0f64; xs.len()];
+    // SAFETY: `seqc_math_pow` has the signature `PowFun`; the slices hold n elements.
+    #[allow(unsafe_code)] // (why: calls generated machine code through a raw symbol)
+    unsafe {
+        let f: libloading::Symbol<PowFun> = lib.get(b"seqc_math_pow").expect("symbol");
+        f(xs.as_ptr(), ys.as_ptr(), out.as_mut_ptr(), xs.len() as i64);
+    }
+    let mut worst = 0.0f64;
+    for (i, ((&x, &y), &got)) in xs.iter().zip(&ys).zip(&out).enumerate() {
+        let want = x.powf(y);
+        let exact = i < specials && (want.abs() == 1.0 || want.abs() == 0.5);
+        if exact || !want.is_finite() || !got.is_finite() || want == 0.0 {
+            let same = want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan());
+            assert!(same, "pow({x:e}, {y:e}) = {got:e}, libm says {want:e}");
+            continue;
+        }
+        if want.abs() < f64::MIN_POSITIVE {
+            continue;
+        }
+        let rel = ((got - want) / want).abs();
+        let allowed = (2.0 + (y * x.abs().ln()).abs()) * f64::EPSILON;
+        worst = worst.max(rel / allowed);
+        assert!(
+            rel <= allowed,
+            "pow({x:e}, {y:e}) = {got:e}, libm says {want:e} (relative error {rel:e})"
+        );
+    }
+    eprintln!("pow: worst error {worst:.3} of its bound");
 }

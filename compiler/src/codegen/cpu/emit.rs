@@ -7,8 +7,9 @@
 //!
 //! Registers hold floats as f64, ints as i64 and bools as i1; a value typed f32 (i32) is
 //! rounded (wrapped) after every operation, as the interpreter rounds every node. The
-//! elementary functions (exp, log, tanh, erf, …) are emitted inline by `math.rs` (in f32 for
-//! an f32 value), so that loops using them vectorise; sin, cos and pow still call libm.
+//! elementary functions (exp, log, tanh, erf, sin, cos, pow, …) are emitted inline by
+//! `math.rs` (in f32 for an f32 value where that is accurate), so that loops using them
+//! vectorise and no libm is needed (the GPU has none): a kernel calls no external function.
 
 use super::CodegenError;
 use crate::ir::{BinaryOp, UnaryOp};
@@ -639,8 +640,6 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
                 let keep = self.fcmp(FloatPredicate::UGT, x, self.fconst(0.0))?;
                 self.fsel(keep, x, self.fconst(0.0))?
             }
-            UnaryOp::Sin => self.call("llvm.sin", &[x])?,
-            UnaryOp::Cos => self.call("llvm.cos", &[x])?,
             UnaryOp::Floor => self.call("llvm.floor", &[x])?,
             UnaryOp::Not => return Err(CodegenError::Unsupported("`not` of a float".into())),
             _ => {
@@ -805,7 +804,9 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
                 let m = b.build_float_mul(y, f, "").map_err(llvm)?;
                 b.build_float_sub(x, m, "").map_err(llvm)?
             }
-            BinaryOp::Pow => self.call("pow", &[x, y])?,
+            BinaryOp::Pow => {
+                super::math::Math::new(self.ctx, self.module, &self.b, false).pow(x, y)?
+            }
             BinaryOp::Max | BinaryOp::Min => {
                 let p = if op == BinaryOp::Max {
                     FloatPredicate::OGT

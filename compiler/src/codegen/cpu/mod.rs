@@ -133,6 +133,23 @@ fn link(module: &Module, tm: &TargetMachine, so_path: &Path) -> Result<(), Codeg
     Ok(())
 }
 
+/// A shared object at `so_path` with `void seqc_math_pow(const double *x, const double *y,
+/// double *out, int64_t n)`: the inline pow kernels use, for its accuracy tests.
+pub fn pow_shared_object(so_path: &Path) -> Result<(), CodegenError> {
+    let t = host_target();
+    let tm = machine(&t)?;
+    let ctx = Context::create();
+    let module = ctx.create_module("seqc_pow");
+    module.set_triple(&tm.get_triple());
+    module.set_data_layout(&tm.get_target_data().get_data_layout());
+    math::emit_pow_probe(&ctx, &module)?;
+    module
+        .verify()
+        .map_err(|e| CodegenError::Llvm(format!("invalid module: {e}")))?;
+    run_o3(&module, &tm)?;
+    link(&module, &tm, so_path)
+}
+
 /// A shared object at `so_path` with `void seqc_math_<op>(const T *x, T *y, int64_t n)` for
 /// each of `ops` (exp, log, log1p, tanh, erf, sigmoid, silu, softplus, elu, gelu, gelu_tanh),
 /// T = f32 when `single`, else f64: the inline functions kernels use, for accuracy tests and

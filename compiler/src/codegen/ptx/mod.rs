@@ -76,6 +76,18 @@ fn build<'c>(
     module
         .verify()
         .map_err(|e| CodegenError::Llvm(format!("invalid module: {e}")))?;
+    // A GPU has no libm: a call of anything but an LLVM intrinsic would not assemble (or
+    // would abort LLVM's instruction selection), so it is refused here by name.
+    let mut f = module.get_first_function();
+    while let Some(func) = f {
+        let name = func.get_name().to_string_lossy().into_owned();
+        if func.count_basic_blocks() == 0 && !name.starts_with("llvm.") {
+            return Err(CodegenError::Unsupported(format!(
+                "a call of the external function `{name}` on the GPU"
+            )));
+        }
+        f = func.get_next_function();
+    }
     Ok(module)
 }
 

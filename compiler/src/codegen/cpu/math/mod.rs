@@ -24,6 +24,10 @@ use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
 
 use super::build::{R, llvm};
 
+mod trig;
+
+pub(super) use trig::emit_pow_probe;
+
 /// ln 2 as hi + lo: hi has few significant bits (k·hi is exact for every k used), lo is the
 /// rest of ln 2 rounded to the working precision.
 const LN2_HI_64: f64 = 0.693_146_705_627_441_4;
@@ -407,9 +411,15 @@ impl<'a, 'c> Math<'a, 'c> {
     /// erf x, computed in f64 whatever the working type (the result is rounded to it).
     /// `op` applied to `x`, or `None` when `op` is not one of these functions.
     /// gelu and gelu_tanh work in f64 whatever the working type: 1 + erf (tanh) cancels for
-    /// negative x, where f32 would lose the result's leading digits.
+    /// negative x, where f32 would lose the result's leading digits; sin and cos work in f64
+    /// too (`trig.rs`: the reduction needs f64's digits of π/2).
     pub fn unary(&self, op: UnaryOp, x: FloatValue<'c>) -> R<Option<FloatValue<'c>>> {
-        if self.single && matches!(op, UnaryOp::Gelu | UnaryOp::GeluTanh) {
+        if self.single
+            && matches!(
+                op,
+                UnaryOp::Gelu | UnaryOp::GeluTanh | UnaryOp::Sin | UnaryOp::Cos
+            )
+        {
             let d = Math::new(self.ctx, self.module, self.b, false);
             let xd = self.b.build_float_ext(x, d.t, "").map_err(llvm)?;
             let Some(y) = d.unary(op, xd)? else {
@@ -425,6 +435,8 @@ impl<'a, 'c> Math<'a, 'c> {
             UnaryOp::Erf => self.erf(x)?,
             UnaryOp::Sigmoid => self.sigmoid(x)?,
             UnaryOp::Silu => self.mul(x, self.sigmoid(x)?)?,
+            UnaryOp::Sin => self.sin(x)?,
+            UnaryOp::Cos => self.cos(x)?,
             // As the interpreter: x above 20, else log1p(e^x).
             UnaryOp::Softplus => {
                 let l = self.log1p(self.exp(x)?)?;
