@@ -5,17 +5,20 @@
 
 mod bench;
 mod header;
+mod ptxas;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <demo|test|setup|header|bench>
+const USAGE: &str = "usage: cargo xtask <demo|test|setup|ptxas|header|bench>
   demo   build seqc, then check, inspect and run the shipped specs on their reference fixtures
          (a few also on the CPU backend), and compile one into an artifact
   test   fmt --check, clippy -D warnings, and every test (CI runs this)
   setup  install what is missing (rustfmt, clippy, LLVM 19 dev packages, a C compiler) and
          nothing else
+  ptxas  install ptxas (PyPI nvidia-cuda-nvcc-cu12, in target/ptxas-venv) if missing and print
+         its path (`test` does this and passes it to the tests as SEQC_PTXAS)
   header regenerate runtime/include/seqc.h (the C API) from runtime/capi/src with cbindgen
   bench  issue #5's CPU benchmarks against numpy/PyTorch/HF side by side, as a Markdown table
          [--quick] [--rounds R] [--threads N] [--python PY] [--only TEXT]";
@@ -47,6 +50,10 @@ fn main() -> Result<()> {
             test()
         }
         Some("setup") => setup(),
+        Some("ptxas") => {
+            println!("{}", ptxas::ensure(&root)?.display());
+            Ok(())
+        }
         Some("header") => header::write(&root),
         Some("bench") => {
             setup()?;
@@ -118,6 +125,12 @@ fn setup() -> Result<()> {
         .copied()
         .filter(|p| !ok(Command::new("dpkg").args(["-s", p])))
         .collect();
+    apt_install(&missing)
+}
+
+/// Installs Debian packages with apt-get (through sudo when not root), saying what it
+/// installs; a warning and nothing else where there is no apt-get.
+fn apt_install(missing: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -147,7 +160,7 @@ fn setup() -> Result<()> {
     }
     install
         .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
+        .args(missing)
         .env("DEBIAN_FRONTEND", "noninteractive");
     run(&mut install)
 }
@@ -163,10 +176,12 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    let ptxas = ptxas::ensure(&root())?;
     run(Command::new("cargo")
         .args(["test", "--workspace", "--quiet"])
         .env("CI", "true")
-        .env("INSTA_UPDATE", "no"))?;
+        .env("INSTA_UPDATE", "no")
+        .env("SEQC_PTXAS", ptxas))?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }

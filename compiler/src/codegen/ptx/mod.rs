@@ -72,7 +72,11 @@ fn build<'c>(
     let module = ctx.create_module("seqc");
     module.set_triple(&tm.get_triple());
     module.set_data_layout(&tm.get_target_data().get_data_layout());
-    entry::emit(ctx, &module, &kernel::expand::expand_blocks(p))?;
+    let mut p = kernel::expand::expand_blocks(p);
+    for k in &mut p.kernels {
+        scalar_loops(&mut k.root.body);
+    }
+    entry::emit(ctx, &module, &p)?;
     module
         .verify()
         .map_err(|e| CodegenError::Llvm(format!("invalid module: {e}")))?;
@@ -89,6 +93,21 @@ fn build<'c>(
         f = func.get_next_function();
     }
     Ok(module)
+}
+
+/// Drops the `vector` tags: a GPU thread has no SIMD lanes to widen a loop over (LLVM would
+/// warn that it could not), its parallelism is the grid's.
+fn scalar_loops(body: &mut [kernel::Stmt]) {
+    for s in body {
+        if let kernel::Stmt::Loop(l) = s
+            && l.sched == Sched::Vector
+        {
+            l.sched = Sched::Serial;
+        }
+        if let Some(b) = s.body_mut() {
+            scalar_loops(b);
+        }
+    }
 }
 
 /// The LLVM IR of program `p` for GPU `arch`, before
