@@ -92,3 +92,20 @@ output c = c;",
     let p = kernel::lower(&g).expect("lowers");
     insta::assert_snapshot!("kernels_scan_fn", kernel::print::print_program(&p));
 }
+
+/// The PTX of a small program (`seqc dump --stage ptx`): each entry reads the global thread
+/// index and returns unless g < extent; the exp and the row sums run one thread per row
+/// (exp inline, sums in f64 rounded at the store), the cumulative sum over B one thread
+/// (its outer loop has extent 1) looping over B.
+#[test]
+fn ptx_snapshot_of_small_kernels() {
+    let g = frontend::load_str(
+        "t.seq",
+        "dim B, T;\ninput x: f32[B, T];\noutput y = sum(exp(x), axis = 1);\n\
+         output c = cumsum(sum(x, axis = 1), axis = 0);",
+    )
+    .expect("spec loads");
+    let p = kernel::lower(&g).expect("lowers");
+    let ptx = codegen::ptx::ptx(&p, "sm_90").expect("ptx");
+    insta::assert_snapshot!("ptx_sum_exp_cumsum", ptx);
+}
