@@ -394,10 +394,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let Some(g) = load(&file, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
+            // One program serves every target: costed for the CPU when it is one of them,
+            // else for the GPU (the cost model's H100).
+            let cost = if targets.cpu.is_some() {
+                seqc::opt::Target::cpu()
+            } else {
+                seqc::opt::Target::h100()
+            };
             let g = if no_opt {
                 g
             } else {
-                optimize_for_cpu(&g, &dims)?
+                optimize_for(&g, &dims, cost)?
             };
             let m = seqc::codegen::artifact::write_artifact_targets(
                 &g,
@@ -644,8 +651,15 @@ fn optimize(
 /// The optimizer as the CPU backend's compile path runs it: avoiding operators the backend
 /// cannot lower yet (`kernel::UNSUPPORTED_OPT_OPS`).
 fn optimize_for_cpu(g: &Graph, dims: &str) -> Result<Graph> {
+    optimize_for(g, dims, seqc::opt::Target::cpu())
+}
+
+/// The optimizer as the compile path runs it, costing for `target` (avoiding what the
+/// backends cannot lower).
+fn optimize_for(g: &Graph, dims: &str, target: seqc::opt::Target) -> Result<Graph> {
     let opts = seqc::opt::OptOptions {
         dims: checked_dims(g, dims)?,
+        target,
         avoid_ops: seqc::kernel::UNSUPPORTED_OPT_OPS.to_vec(),
         ..Default::default()
     };

@@ -2,8 +2,9 @@
 //!
 //! - The GPU runs the CPU's program with its block statements expanded into scalar loop
 //!   nests (`kernel::expand`); that expanded program is compiled for the CPU and checked
-//!   against the interpreter for every spec (optimised as `seqc compile` does) at B = 2 and
-//!   T ∈ {1, 7, 13}: the GPU's semantics, checked where it can be run.
+//!   against the interpreter for every spec (optimised as `seqc compile` does, costed for
+//!   the CPU and for the H100) at B = 2 and T ∈ {1, 7, 13}: the GPU's semantics, checked
+//!   where it can be run.
 //! - Every spec's PTX, for sm_80 and sm_90, is assembled by `ptxas` (from the PyPI package
 //!   `nvidia-cuda-nvcc-cu12`, which `cargo xtask test` installs and names in `SEQC_PTXAS`),
 //!   and no kernel may spill registers. Without ptxas the test fails under CI and is skipped
@@ -34,14 +35,27 @@ fn name(path: &Path) -> String {
         .into_owned()
 }
 
-/// The spec optimised as the compile path does.
-fn optimised(path: &Path) -> Graph {
+/// The spec optimised as the compile path does: costed for the CPU (`--target cpu,ptx`) and,
+/// when that gives another graph, for the H100 (`--target ptx`), labelled.
+fn optimised(path: &Path) -> Vec<(&'static str, Graph)> {
     let g = frontend::load_file(path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-    let opts = opt::OptOptions {
-        avoid_ops: seqc::kernel::UNSUPPORTED_OPT_OPS.to_vec(),
-        ..Default::default()
-    };
-    opt::optimize(&g, &opts).expect("optimizer").0
+    let mut out: Vec<(&'static str, Graph)> = Vec::new();
+    for (label, target) in [("cpu", opt::Target::cpu()), ("h100", opt::Target::h100())] {
+        let opts = opt::OptOptions {
+            target,
+            avoid_ops: seqc::kernel::UNSUPPORTED_OPT_OPS.to_vec(),
+            ..Default::default()
+        };
+        let o = opt::optimize(&g, &opts).expect("optimizer").0;
+        let text = seqc::ir::print::print_graph(&o);
+        if out
+            .iter()
+            .all(|(_, x)| seqc::ir::print::print_graph(x) != text)
+        {
+            out.push((label, o));
+        }
+    }
+    out
 }
 
 /// Runs the artifact in `dir` (loaded with `opts`) against the interpreter at each T; the
@@ -96,23 +110,24 @@ fn expanded_shard(shard: usize) {
         if i % SHARDS != shard {
             continue;
         }
-        let spec = name(&path);
-        let g = optimised(&path);
-        let p = seqc::kernel::lower(&g).expect("lowers");
-        let expanded = seqc::kernel::expand::expand_blocks(&p);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let targets = Targets {
-            cpu: Some(seqc::codegen::cpu::host_target()),
-            gpu: Vec::new(),
-        };
-        if let Err(e) = write_program(&g, &expanded, "test", dir.path(), false, &targets) {
-            failures.push(format!("{spec}: compile: {e}"));
-            continue;
-        }
-        match compare(&spec, &g, dir.path(), &Options::default()) {
-            Ok(0) => failures.push(format!("{spec}: no T ran on the interpreter")),
-            Ok(_) => {}
-            Err(e) => failures.push(e),
+        for (label, g) in optimised(&path) {
+            let spec = format!("{} (costed for {label})", name(&path));
+            let p = seqc::kernel::lower(&g).expect("lowers");
+            let expanded = seqc::kernel::expand::expand_blocks(&p);
+            let dir = tempfile::tempdir().expect("tempdir");
+            let targets = Targets {
+                cpu: Some(seqc::codegen::cpu::host_target()),
+                gpu: Vec::new(),
+            };
+            if let Err(e) = write_program(&g, &expanded, "test", dir.path(), false, &targets) {
+                failures.push(format!("{spec}: compile: {e}"));
+                continue;
+            }
+            match compare(&spec, &g, dir.path(), &Options::default()) {
+                Ok(0) => failures.push(format!("{spec}: no T ran on the interpreter")),
+                Ok(_) => {}
+                Err(e) => failures.push(e),
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -177,42 +192,46 @@ fn ptxas_shard(shard: usize) {
         if i % SHARDS != shard {
             continue;
         }
-        let spec = name(&path);
-        let p = seqc::kernel::lower(&optimised(&path)).expect("lowers");
-        for arch in seqc::codegen::ptx::ARCHS {
-            let text = match seqc::codegen::ptx::ptx(&p, arch) {
-                Ok(t) => t,
-                Err(e) => {
-                    failures.push(format!("{spec} {arch}: {e}"));
+        for (label, g) in optimised(&path) {
+            let spec = format!("{} (costed for {label})", name(&path));
+            let p = seqc::kernel::lower(&g).expect("lowers");
+            for arch in seqc::codegen::ptx::ARCHS {
+                let text = match seqc::codegen::ptx::ptx(&p, arch) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        failures.push(format!("{spec} {arch}: {e}"));
+                        continue;
+                    }
+                };
+                let file = dir
+                    .path()
+                    .join(format!("{}_{label}.{arch}.ptx", name(&path)));
+                std::fs::write(&file, text).expect("write");
+                let out = Command::new(&ptxas)
+                    .args(["-v", "-arch", arch, "-o"])
+                    .arg(dir.path().join("out.cubin"))
+                    .arg(&file)
+                    .output()
+                    .unwrap_or_else(|e| panic!("running {}: {e}", ptxas.display()));
+                let report = String::from_utf8_lossy(&out.stderr).into_owned();
+                if !out.status.success() {
+                    failures.push(format!("{spec} {arch}: ptxas refused it:\n{report}"));
                     continue;
                 }
-            };
-            let file = dir.path().join(format!("{spec}.{arch}.ptx"));
-            std::fs::write(&file, text).expect("write");
-            let out = Command::new(&ptxas)
-                .args(["-v", "-arch", arch, "-o"])
-                .arg(dir.path().join("out.cubin"))
-                .arg(&file)
-                .output()
-                .unwrap_or_else(|e| panic!("running {}: {e}", ptxas.display()));
-            let report = String::from_utf8_lossy(&out.stderr).into_owned();
-            if !out.status.success() {
-                failures.push(format!("{spec} {arch}: ptxas refused it:\n{report}"));
-                continue;
+                let kernels = report.matches("Compiling entry function").count();
+                if kernels != p.kernels.len() {
+                    failures.push(format!(
+                        "{spec} {arch}: ptxas compiled {kernels} entries, the program has {}",
+                        p.kernels.len()
+                    ));
+                }
+                failures.extend(
+                    spills(&report)
+                        .into_iter()
+                        .map(|s| format!("{spec} {arch}: {s}")),
+                );
+                checked += 1;
             }
-            let kernels = report.matches("Compiling entry function").count();
-            if kernels != p.kernels.len() {
-                failures.push(format!(
-                    "{spec} {arch}: ptxas compiled {kernels} entries, the program has {}",
-                    p.kernels.len()
-                ));
-            }
-            failures.extend(
-                spills(&report)
-                    .into_iter()
-                    .map(|s| format!("{spec} {arch}: {s}")),
-            );
-            checked += 1;
         }
     }
     assert!(checked > 0, "no spec in shard {shard}");
@@ -260,7 +279,8 @@ fn specs_match_the_interpreter_on_a_gpu() {
     let mut failures = Vec::new();
     for path in specs() {
         let spec = name(&path);
-        let g = optimised(&path);
+        // As `--target ptx` compiles: costed for the H100 (the last graph listed).
+        let (_, g) = optimised(&path).pop().expect("a graph");
         let dir = tempfile::tempdir().expect("tempdir");
         let targets = Targets {
             cpu: None,
