@@ -12,7 +12,7 @@
 
 use seqc::ir::{DimBindings, Graph};
 use seqc::kernel::{self, KernelError};
-use seqc::{bind, frontend, interp, opt};
+use seqc::{frontend, interp, opt};
 use seqc_capi::{
     SeqcDim, SeqcDtype, SeqcInput, SeqcStatus, SeqcTensorView, seqc_last_error, seqc_model_free,
     seqc_model_load, seqc_model_run, seqc_outputs_find, seqc_outputs_free,
@@ -30,7 +30,7 @@ const TS: [i64; 3] = [1, 7, 13];
 const TOL: f64 = 1e-4;
 
 mod support;
-use support::{rel_err, specs};
+use support::{cases, check_outputs, rel_err, specs};
 
 fn c_dtype(d: DType) -> SeqcDtype {
     match d {
@@ -156,53 +156,26 @@ fn check(spec: &str, g: &Graph, label: &str) -> Result<usize, String> {
         .map_err(|e| format!("{spec} ({label}): compile: {e}"))?;
     let mut model: Option<Model> = None;
     let mut compared = 0;
-    for t in TS {
-        let given: DimBindings = [("B".to_string(), 2), ("T".to_string(), t)]
-            .into_iter()
-            .collect();
-        let mut tensors = BTreeMap::new();
-        let bound = bind::bind_dims(g, &given, &tensors).map_err(|e| e.to_string())?;
-        bind::fill_missing(g, &bound, &mut tensors, 3).map_err(|e| e.to_string())?;
-        // A T the spec itself rejects (e.g. not a multiple of its block size) is skipped.
-        let Ok(want) = interp::run(g, &bound, &tensors) else {
-            continue;
-        };
-        let split = |leaves: Vec<&str>| -> BTreeMap<String, HostTensor> {
-            leaves
-                .into_iter()
-                .map(|n| (n.to_string(), tensors[n].clone()))
-                .collect()
-        };
-        let inputs = split(g.inputs().map(|(n, _)| n).collect());
+    for c in cases(g, &TS)? {
+        let t = c.t;
         if model.is_none() {
-            let params = split(g.params().map(|(n, _)| n).collect());
-            let w = Weights::from_tensors(&params).map_err(|e| e.to_string())?;
+            let w = Weights::from_tensors(&c.params).map_err(|e| e.to_string())?;
             model = Some(Model::load(dir.path(), w).map_err(|e| format!("{spec}: load: {e}"))?);
         }
         let m = model.as_ref().expect("loaded");
         let got = m
-            .run(&inputs, &bound)
+            .run(&c.inputs, &c.bound)
             .map_err(|e| format!("{spec} ({label}) T={t}: run: {e}"))?;
         if label == "opt" {
             let wfile = dir.path().join("weights.safetensors");
             if !wfile.exists() {
-                let params = split(g.params().map(|(n, _)| n).collect());
-                seqc_runtime::io::write_safetensors(&wfile, &params)
+                seqc_runtime::io::write_safetensors(&wfile, &c.params)
                     .map_err(|e| format!("{spec}: weights file: {e}"))?;
             }
-            check_c_api(dir.path(), &wfile, &inputs, &bound, &got)
+            check_c_api(dir.path(), &wfile, &c.inputs, &c.bound, &got)
                 .map_err(|e| format!("{spec} ({label}) T={t}: {e}"))?;
         }
-        for (name, w) in &want {
-            let e =
-                rel_err(name, &got[name], w).map_err(|e| format!("{spec} ({label}) T={t}: {e}"))?;
-            if e > TOL {
-                return Err(format!(
-                    "{spec} ({label}) T={t}: `{name}` differs from the interpreter by {e:.3e} (relative)"
-                ));
-            }
-            compared += 1;
-        }
+        compared += check_outputs(&format!("{spec} ({label}) T={t}"), &got, &c.want, TOL)?;
     }
     Ok(compared)
 }

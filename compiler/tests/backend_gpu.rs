@@ -15,14 +15,13 @@
 mod support;
 
 use seqc::codegen::artifact::{Targets, write_program};
-use seqc::ir::{DimBindings, Graph};
-use seqc::{bind, frontend, interp, opt};
+use seqc::ir::Graph;
+use seqc::{frontend, opt};
 use seqc_runtime::model::{Device, ModelError, Options};
-use seqc_runtime::{HostTensor, Model, Weights};
-use std::collections::BTreeMap;
+use seqc_runtime::{Model, Weights};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{rel_err, specs};
+use support::{cases, check_outputs, specs};
 
 const TS: [i64; 3] = [1, 7, 13];
 const TOL: f64 = 1e-4;
@@ -63,43 +62,17 @@ fn optimised(path: &Path) -> Vec<(&'static str, Graph)> {
 fn compare(spec: &str, g: &Graph, dir: &Path, opts: &Options) -> Result<usize, String> {
     let mut model: Option<Model> = None;
     let mut compared = 0;
-    for t in TS {
-        let given: DimBindings = [("B".to_string(), 2), ("T".to_string(), t)]
-            .into_iter()
-            .collect();
-        let mut tensors = BTreeMap::new();
-        let bound = bind::bind_dims(g, &given, &tensors).map_err(|e| e.to_string())?;
-        bind::fill_missing(g, &bound, &mut tensors, 3).map_err(|e| e.to_string())?;
-        // A T the spec itself rejects (e.g. not a multiple of its block size) is skipped.
-        let Ok(want) = interp::run(g, &bound, &tensors) else {
-            continue;
-        };
-        let split = |leaves: Vec<&str>| -> BTreeMap<String, HostTensor> {
-            leaves
-                .into_iter()
-                .map(|n| (n.to_string(), tensors[n].clone()))
-                .collect()
-        };
+    for c in cases(g, &TS)? {
         if model.is_none() {
-            let params = split(g.params().map(|(n, _)| n).collect());
-            let w = Weights::from_tensors(&params).map_err(|e| e.to_string())?;
+            let w = Weights::from_tensors(&c.params).map_err(|e| e.to_string())?;
             model = Some(Model::load_with(dir, w, opts).map_err(|e| format!("{spec}: load: {e}"))?);
         }
-        let inputs = split(g.inputs().map(|(n, _)| n).collect());
         let got = model
             .as_ref()
             .expect("loaded")
-            .run(&inputs, &bound)
-            .map_err(|e| format!("{spec} T={t}: run: {e}"))?;
-        for (out, w) in &want {
-            let e = rel_err(out, &got[out], w).map_err(|e| format!("{spec} T={t}: {e}"))?;
-            if e > TOL {
-                return Err(format!(
-                    "{spec} T={t}: `{out}` differs from the interpreter by {e:.3e} (relative)"
-                ));
-            }
-            compared += 1;
-        }
+            .run(&c.inputs, &c.bound)
+            .map_err(|e| format!("{spec} T={}: run: {e}", c.t))?;
+        compared += check_outputs(&format!("{spec} T={}", c.t), &got, &c.want, TOL)?;
     }
     Ok(compared)
 }

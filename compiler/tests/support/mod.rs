@@ -3,6 +3,7 @@
 #![allow(dead_code)] // (why: each test binary includes this module and uses part of it)
 
 use seqc_runtime::HostTensor;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Every spec in `ir-specs/`, sorted.
@@ -47,4 +48,66 @@ pub fn rel_err(name: &str, got: &HostTensor, want: &HostTensor) -> Result<f64, S
         err = err.max((a - b).abs() / scale.max(1e-6));
     }
     Ok(err)
+}
+
+/// One run of a graph: the dims, its seeded weights and inputs, and the interpreter's outputs.
+pub struct Case {
+    pub t: i64,
+    pub bound: seqc::ir::DimBindings,
+    pub params: BTreeMap<String, HostTensor>,
+    pub inputs: BTreeMap<String, HostTensor>,
+    pub want: BTreeMap<String, HostTensor>,
+}
+
+/// The cases of `g` at B = 2 and each T of `ts` (values seeded with 3); a T the spec itself
+/// rejects (e.g. not a multiple of its block size) is left out.
+pub fn cases(g: &seqc::ir::Graph, ts: &[i64]) -> Result<Vec<Case>, String> {
+    let mut out = Vec::new();
+    for &t in ts {
+        let given: seqc::ir::DimBindings = [("B".to_string(), 2), ("T".to_string(), t)]
+            .into_iter()
+            .collect();
+        let mut tensors = BTreeMap::new();
+        let bound = seqc::bind::bind_dims(g, &given, &tensors).map_err(|e| e.to_string())?;
+        seqc::bind::fill_missing(g, &bound, &mut tensors, 3).map_err(|e| e.to_string())?;
+        let Ok(want) = seqc::interp::run(g, &bound, &tensors) else {
+            continue;
+        };
+        let split = |leaves: Vec<&str>| -> BTreeMap<String, HostTensor> {
+            leaves
+                .into_iter()
+                .map(|n| (n.to_string(), tensors[n].clone()))
+                .collect()
+        };
+        out.push(Case {
+            t,
+            params: split(g.params().map(|(n, _)| n).collect()),
+            inputs: split(g.inputs().map(|(n, _)| n).collect()),
+            bound,
+            want,
+        });
+    }
+    Ok(out)
+}
+
+/// Every output of `got` against the interpreter's within `tol` (see [`rel_err`]); the
+/// number compared.
+pub fn check_outputs(
+    what: &str,
+    got: &BTreeMap<String, HostTensor>,
+    want: &BTreeMap<String, HostTensor>,
+    tol: f64,
+) -> Result<usize, String> {
+    for (name, w) in want {
+        let g = got
+            .get(name)
+            .ok_or_else(|| format!("{what}: no output `{name}`"))?;
+        let e = rel_err(name, g, w).map_err(|e| format!("{what}: {e}"))?;
+        if e > tol {
+            return Err(format!(
+                "{what}: `{name}` differs from the interpreter by {e:.3e} (relative)"
+            ));
+        }
+    }
+    Ok(want.len())
 }

@@ -596,24 +596,39 @@ pub(super) fn emit_probe<'c>(
     op: UnaryOp,
     single: bool,
 ) -> R<()> {
-    let (ptr, i64t) = (ctx.ptr_type(AddressSpace::default()), ctx.i64_type());
-    let fty = ctx
-        .void_type()
-        .fn_type(&[ptr.into(), ptr.into(), i64t.into()], false);
     let name = format!("seqc_math_{}", crate::ir::op::unary_name(op));
-    let f = module.add_function(&name, fty, Some(Linkage::External));
-    let arg = |i: u32| f.get_nth_param(i).expect("declared");
-    let (xp, yp, n) = (
-        arg(0).into_pointer_value(),
-        arg(1).into_pointer_value(),
-        arg(2).into_int_value(),
+    emit_probe_loop(ctx, module, &name, 1, single, |m, x| {
+        m.unary(op, x[0])?
+            .ok_or_else(|| CodegenError::Unsupported(format!("`{name}` as an inline function")))
+    })
+}
+
+/// Adds `void name(const T *x0, …, const T *x{arity−1}, T *y, i64 n)` to `module`, computing
+/// y[i] = f(x0[i], …) with a [`Math`] in T = f32 (`single`) or f64.
+fn emit_probe_loop<'c>(
+    ctx: &'c Context,
+    module: &Module<'c>,
+    name: &str,
+    arity: u32,
+    single: bool,
+    f: impl FnOnce(&Math<'_, 'c>, &[FloatValue<'c>]) -> R<FloatValue<'c>>,
+) -> R<()> {
+    let (ptr, i64t) = (ctx.ptr_type(AddressSpace::default()), ctx.i64_type());
+    let mut params = vec![ptr.into(); arity as usize + 1];
+    params.push(i64t.into());
+    let fty = ctx.void_type().fn_type(&params, false);
+    let func = module.add_function(name, fty, Some(Linkage::External));
+    let arg = |i: u32| func.get_nth_param(i).expect("declared");
+    let (yp, n) = (
+        arg(arity).into_pointer_value(),
+        arg(arity + 1).into_int_value(),
     );
     let b = ctx.create_builder();
     let (entry, head, body, exit) = (
-        ctx.append_basic_block(f, "entry"),
-        ctx.append_basic_block(f, "head"),
-        ctx.append_basic_block(f, "body"),
-        ctx.append_basic_block(f, "exit"),
+        ctx.append_basic_block(func, "entry"),
+        ctx.append_basic_block(func, "head"),
+        ctx.append_basic_block(func, "body"),
+        ctx.append_basic_block(func, "exit"),
     );
     b.position_at_end(entry);
     b.build_unconditional_branch(head).map_err(llvm)?;
@@ -626,14 +641,12 @@ pub(super) fn emit_probe<'c>(
     b.build_conditional_branch(go, body, exit).map_err(llvm)?;
     b.position_at_end(body);
     let m = Math::new(ctx, module, &b, single);
-    let at_x = super::emit::gep(&b, m.t.into(), xp, i)?;
-    let x = b
-        .build_load(m.t, at_x, "")
-        .map_err(llvm)?
-        .into_float_value();
-    let y = m
-        .unary(op, x)?
-        .ok_or_else(|| CodegenError::Unsupported(format!("`{name}` as an inline function")))?;
+    let mut xs = Vec::with_capacity(arity as usize);
+    for a in 0..arity {
+        let at = super::emit::gep(&b, m.t.into(), arg(a).into_pointer_value(), i)?;
+        xs.push(b.build_load(m.t, at, "").map_err(llvm)?.into_float_value());
+    }
+    let y = f(&m, &xs)?;
     let at_y = super::emit::gep(&b, m.t.into(), yp, i)?;
     b.build_store(at_y, y).map_err(llvm)?;
     let next = b

@@ -159,58 +159,7 @@ pub(in crate::codegen::cpu) fn emit_pow_probe<'c>(
     ctx: &'c inkwell::context::Context,
     module: &inkwell::module::Module<'c>,
 ) -> R<()> {
-    use inkwell::AddressSpace;
-    let (ptr, i64t, f64t) = (
-        ctx.ptr_type(AddressSpace::default()),
-        ctx.i64_type(),
-        ctx.f64_type(),
-    );
-    let fty = ctx
-        .void_type()
-        .fn_type(&[ptr.into(), ptr.into(), ptr.into(), i64t.into()], false);
-    let f = module.add_function(
-        "seqc_math_pow",
-        fty,
-        Some(inkwell::module::Linkage::External),
-    );
-    let arg = |i: u32| f.get_nth_param(i).expect("declared");
-    let (xp, yp, op, n) = (
-        arg(0).into_pointer_value(),
-        arg(1).into_pointer_value(),
-        arg(2).into_pointer_value(),
-        arg(3).into_int_value(),
-    );
-    let b = ctx.create_builder();
-    let (entry, head, body, exit) = (
-        ctx.append_basic_block(f, "entry"),
-        ctx.append_basic_block(f, "head"),
-        ctx.append_basic_block(f, "body"),
-        ctx.append_basic_block(f, "exit"),
-    );
-    b.position_at_end(entry);
-    b.build_unconditional_branch(head).map_err(llvm)?;
-    b.position_at_end(head);
-    let phi = b.build_phi(i64t, "i").map_err(llvm)?;
-    let i = phi.as_basic_value().into_int_value();
-    let go = b
-        .build_int_compare(IntPredicate::SLT, i, n, "")
-        .map_err(llvm)?;
-    b.build_conditional_branch(go, body, exit).map_err(llvm)?;
-    b.position_at_end(body);
-    let m = Math::new(ctx, module, &b, false);
-    let load = |p| -> R<FloatValue<'c>> {
-        let at = crate::codegen::cpu::emit::gep(&b, f64t.into(), p, i)?;
-        Ok(b.build_load(f64t, at, "").map_err(llvm)?.into_float_value())
-    };
-    let v = m.pow(load(xp)?, load(yp)?)?;
-    let at = crate::codegen::cpu::emit::gep(&b, f64t.into(), op, i)?;
-    b.build_store(at, v).map_err(llvm)?;
-    let next = b
-        .build_int_add(i, i64t.const_int(1, false), "")
-        .map_err(llvm)?;
-    b.build_unconditional_branch(head).map_err(llvm)?;
-    phi.add_incoming(&[(&i64t.const_zero(), entry), (&next, body)]);
-    b.position_at_end(exit);
-    b.build_return(None).map_err(llvm)?;
-    Ok(())
+    super::emit_probe_loop(ctx, module, "seqc_math_pow", 2, false, |m, x| {
+        m.pow(x[0], x[1])
+    })
 }
