@@ -201,6 +201,12 @@ enum Cmd {
         /// With --backend cpu: the CPU to generate code for (see `compile --cpu`).
         #[arg(long, default_value = "native")]
         cpu: String,
+        /// Also write the weights the run used (given or seeded) to this safetensors file.
+        #[arg(long)]
+        save_weights: Option<PathBuf>,
+        /// Also write the inputs the run used (given or seeded) to this safetensors file.
+        #[arg(long)]
+        save_inputs: Option<PathBuf>,
     },
     /// Time a spec compiled for this CPU: compile once, fill what is not given with seeded
     /// random values, run --warmup untimed and --iters timed calls; prints JSON with the
@@ -479,6 +485,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             config,
             no_opt,
             cpu,
+            save_weights,
+            save_inputs,
         } => {
             if !matches!(backend, Backend::Cpu) && cpu != "native" {
                 bail!("--cpu applies to --backend cpu");
@@ -488,6 +496,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             };
             let (bound, tensors) = prepare(&g, &dims, &weights, &inputs, seed)?;
+            let params: Vec<&str> = g.params().map(|(n, _)| n).collect();
+            let input_names: Vec<&str> = g.inputs().map(|(n, _)| n).collect();
+            for (path, names, kind) in [
+                (&save_weights, &params, "weights"),
+                (&save_inputs, &input_names, "inputs"),
+            ] {
+                if let Some(p) = path {
+                    save_tensors(p, names, &tensors)
+                        .with_context(|| format!("saving the {kind} to {}", p.display()))?;
+                }
+            }
             let (outs, name) = match backend {
                 Backend::Interp => (seqc::interp::run(&g, &bound, &tensors)?, "interp"),
                 Backend::Cpu => {
@@ -592,6 +611,16 @@ fn prepare(
     }
     seqc::bind::check_tensors(g, &bound, &tensors)?;
     Ok((bound, tensors))
+}
+
+/// Writes the tensors named `names` (every one of them present in `tensors`) to `path`.
+fn save_tensors(path: &Path, names: &[&str], tensors: &BTreeMap<String, HostTensor>) -> Result<()> {
+    let picked: BTreeMap<String, HostTensor> = names
+        .iter()
+        .filter_map(|n| Some((n.to_string(), tensors.get(*n)?.clone())))
+        .collect();
+    io::write_safetensors(path, &picked)?;
+    Ok(())
 }
 
 /// FNV-1a 64 of the spec source and its config file, if any.

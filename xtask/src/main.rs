@@ -1,9 +1,11 @@
 //! xtask: project automation, in Rust. `cargo xtask demo` runs the main job end to end;
 //! `cargo xtask test` runs every check CI runs. Both install what is missing and say so.
 //! `cargo xtask header` regenerates the C API's header (`header.rs`); `cargo xtask bench`
-//! runs issue #5's benchmarks against their Python baselines (`bench.rs`).
+//! runs issue #5's benchmarks against their Python baselines (`bench.rs`); `cargo xtask
+//! gpu-pack` builds the pack that validates every spec on a GPU machine (`gpu.rs`).
 
 mod bench;
+mod gpu;
 mod header;
 mod ptxas;
 
@@ -11,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <demo|test|setup|ptxas|header|bench>
+const USAGE: &str = "usage: cargo xtask <demo|test|setup|ptxas|header|bench|gpu-pack>
   demo   build seqc, then check, inspect and run the shipped specs on their reference fixtures
          (a few also on the CPU backend), and compile one into an artifact
   test   fmt --check, clippy -D warnings, and every test (CI runs this)
@@ -21,7 +23,10 @@ const USAGE: &str = "usage: cargo xtask <demo|test|setup|ptxas|header|bench>
          its path (`test` does this and passes it to the tests as SEQC_PTXAS)
   header regenerate runtime/include/seqc.h (the C API) from runtime/capi/src with cbindgen
   bench  issue #5's CPU benchmarks against numpy/PyTorch/HF side by side, as a Markdown table
-         [--quick] [--rounds R] [--threads N] [--python PY] [--only TEXT]";
+         [--quick] [--rounds R] [--threads N] [--python PY] [--only TEXT]
+  gpu-pack  build a directory (< 64 MiB) that checks every spec on an NVIDIA GPU against the
+         interpreter, on a machine without Rust or network: `bash DIR/run.sh` there
+         [--out DIR (default target/gpu-pack)] [--only TEXT]";
 
 /// Debian packages the compiler links (LLVM 19 for the CPU and GPU backends), and the C
 /// compiler that links kernels and builds the C API's example in the tests.
@@ -59,6 +64,7 @@ fn main() -> Result<()> {
             setup()?;
             bench::bench(&root, &args[1..])
         }
+        Some("gpu-pack") => gpu::gpu_pack(&root, &args[1..]),
         _ => {
             eprintln!("{USAGE}");
             bail!("unknown or missing xtask command")
