@@ -21,10 +21,15 @@ use inkwell::{FloatPredicate, IntPredicate};
 /// From this |x| on, sin and cos are NaN.
 const TRIG_LIMIT: f64 = 1_125_899_906_842_624.0;
 
-/// π/2 = P1 + P2 + P3 + P4 (P1 and P2 have 33 significant bits).
+/// π/2 = P1 + P2 + P3 + P4 (P1 and P2 have 33 significant bits). The literals keep the digits
+/// of the expansions they were cut from (more than an f64 holds; each parses to its part).
+#[allow(clippy::excessive_precision)]
 const PIO2_1: f64 = 1.570_796_326_734_125_614_17;
+#[allow(clippy::excessive_precision)]
 const PIO2_2: f64 = 6.077_100_506_303_965_976_6e-11;
+#[allow(clippy::excessive_precision)]
 const PIO2_3: f64 = 2.022_266_248_711_166_455_8e-21;
+#[allow(clippy::excessive_precision)]
 const PIO2_4: f64 = 8.478_427_660_368_899_569_97e-32;
 
 /// The Taylor coefficients of (sin r − r)/r³ and (cos r − 1)/r² in r², to 1/17! and 1/18!
