@@ -181,26 +181,23 @@ fn dump_kernels_and_llvm() {
     assert!(!v3.contains("prefer-vector-width"), "{v3}");
 }
 
+/// f16 and bf16 specs run on the CPU backend (they were refused before) and print exactly
+/// what the interpreter prints: both round every elementwise node once from f64.
 #[test]
-fn an_unsupported_spec_is_a_clear_error() {
+fn half_precision_specs_run_on_cpu_as_in_the_interpreter() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = dir.path().join("half.seq");
-    std::fs::write(&spec, "dim B, T;\ninput x: f16[B, T];\noutput y = x + x;\n").expect("writes");
-    let o = seqc(&[
-        "run",
-        spec.to_str().expect("utf-8"),
-        "--dims",
-        "B=1,T=8",
-        "--backend",
-        "cpu",
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("dtype f16, which the CPU backend does not compute in yet")
-            && !err.contains("panicked"),
-        "{err}"
-    );
+    for d in ["f16", "bf16"] {
+        let spec = dir.path().join(format!("{d}.seq"));
+        let src = format!("dim B, T;\ninput x: {d}[B, T];\noutput y = exp(x) * 0.3 + x;\n");
+        std::fs::write(&spec, src).expect("writes");
+        let path = spec.to_str().expect("utf-8");
+        let args = ["run", path, "--dims", "B=1,T=7", "--seed", "3"];
+        let (interp, _) = ok(&args);
+        let (cpu, err) = ok(&[&args[..], &["--backend", "cpu"]].concat());
+        assert!(err.contains("with cpu at B=1,T=7"), "{err}");
+        assert!(cpu.contains(&format!("y: {d}[1, 7]")), "{cpu}");
+        assert_eq!(cpu, interp, "{d}");
+    }
 }
 
 /// The fixture sets (tests/fixtures/STEM.json and its safetensors) of the specs whose

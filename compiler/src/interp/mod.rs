@@ -14,6 +14,7 @@ mod index;
 mod layout;
 mod linear_attn;
 mod reduce;
+mod round;
 mod scan;
 mod value;
 

@@ -193,12 +193,13 @@ pub(crate) fn describe(dtype: DType, shape: &[usize]) -> String {
     format!("{dtype}[{}]", dims.join(", "))
 }
 
-/// Rounds floats to the dtype (f32, f16 or bf16, round to nearest even) and wraps ints to it.
+/// Rounds floats to the dtype (f32, f16 or bf16, round to nearest even, one rounding from the
+/// f64: `round.rs`) and wraps ints to it.
 pub(crate) fn round_data(dtype: DType, data: &mut Data) {
     match (dtype, data) {
         (DType::F32, Data::F(v)) => v.iter_mut().for_each(|x| *x = *x as f32 as f64),
         (DType::F16 | DType::BF16, Data::F(v)) => {
-            *v = HostTensor::from_f64(dtype, vec![v.len()], v).to_f64_vec();
+            v.iter_mut().for_each(|x| *x = round_f(dtype, *x))
         }
         (DType::I32, Data::I(v)) => v.iter_mut().for_each(|x| *x = *x as i32 as i64),
         _ => {}
@@ -209,8 +210,7 @@ pub(crate) fn round_data(dtype: DType, data: &mut Data) {
 pub(crate) fn round_f(dtype: DType, x: f64) -> f64 {
     match dtype {
         DType::F32 => x as f32 as f64,
-        DType::F16 | DType::BF16 => HostTensor::from_f64(dtype, vec![1], &[x]).to_f64_vec()[0],
-        _ => x,
+        _ => super::round::format(dtype).map_or(x, |f| super::round::round_half(f, x)),
     }
 }
 

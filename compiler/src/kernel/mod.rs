@@ -14,9 +14,12 @@
 //! unrolled. `print.rs` gives the text form
 //! (`seqc dump --stage kernels`); `plan.rs` the live ranges the runtime places buffers by.
 //!
-//! Scalar semantics: float values are computed in f64 and rounded to f32 after every
-//! operation whose type is f32, integers in i64 wrapped to i32 likewise, so a fused
-//! expression rounds exactly where the interpreter rounds each node.
+//! Scalar semantics: float values are computed in f64 and rounded to f32, f16 or bf16 after
+//! every operation whose type is f32, f16 or bf16 (round to nearest even, one rounding from
+//! the f64 value), integers in i64 wrapped to i32 likewise, so a fused expression rounds
+//! exactly where the interpreter rounds each node. Reductions and contractions of f16/bf16
+//! accumulate in f64 like those of f32 and round once at the store. The block statements
+//! (`Gemm`, `Recur`, `AttnTile`) are f32 only: f16/bf16 operands get the scalar loop nests.
 
 mod access;
 mod attn;
@@ -51,30 +54,34 @@ pub const UNSUPPORTED_OPT_OPS: &[&str] = &[];
 use crate::ir::{BinaryOp, DimExpr, NodeId, UnaryOp};
 use seqc_runtime::DType;
 
-/// The scalar type of a kernel expression. `F64` is the unrounded accumulator type.
+/// The scalar type of a kernel expression. `F64` is the unrounded accumulator type; `F16`
+/// and `BF16` are held in f64 registers like `F32`, rounded to their format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Ty {
     F32,
     F64,
+    F16,
+    BF16,
     I32,
     I64,
     Bool,
 }
 
 impl Ty {
-    /// The kernel type of a storage dtype (`None` for dtypes the kernels do not compute in yet).
-    pub fn of(d: DType) -> Option<Ty> {
-        Some(match d {
+    /// The kernel type of a storage dtype (every dtype is one).
+    pub fn of(d: DType) -> Ty {
+        match d {
             DType::F32 => Ty::F32,
+            DType::F16 => Ty::F16,
+            DType::BF16 => Ty::BF16,
             DType::I32 => Ty::I32,
             DType::I64 => Ty::I64,
             DType::Bool => Ty::Bool,
-            DType::F16 | DType::BF16 => return None,
-        })
+        }
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, Ty::F32 | Ty::F64)
+        matches!(self, Ty::F32 | Ty::F64 | Ty::F16 | Ty::BF16)
     }
 
     pub fn is_int(self) -> bool {
@@ -84,7 +91,7 @@ impl Ty {
     /// The accumulator type for values of this type (f64 for floats, i64 for ints).
     pub fn wide(self) -> Ty {
         match self {
-            Ty::F32 | Ty::F64 => Ty::F64,
+            Ty::F32 | Ty::F64 | Ty::F16 | Ty::BF16 => Ty::F64,
             Ty::I32 | Ty::I64 => Ty::I64,
             Ty::Bool => Ty::Bool,
         }
@@ -94,6 +101,8 @@ impl Ty {
         match self {
             Ty::F32 => "f32",
             Ty::F64 => "f64",
+            Ty::F16 => "f16",
+            Ty::BF16 => "bf16",
             Ty::I32 => "i32",
             Ty::I64 => "i64",
             Ty::Bool => "bool",
@@ -415,7 +424,7 @@ impl Expr {
             Expr::Var(_) | Expr::Dim(_) | Expr::Checked { .. } => Ty::I64,
             Expr::Int(_, t) | Expr::Float(_, t) => *t,
             Expr::Bool(_) => Ty::Bool,
-            Expr::Load { buf, .. } => Ty::of(p.buffer(*buf).dtype).unwrap_or(Ty::F32),
+            Expr::Load { buf, .. } => Ty::of(p.buffer(*buf).dtype),
             Expr::Acc(a) => k[a.0 as usize],
             Expr::Unary { ty, .. } => *ty,
             Expr::Binary { op, ty, .. } => {

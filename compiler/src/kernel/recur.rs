@@ -306,7 +306,7 @@ pub(super) fn normalised(
         g.node(x)
             .ty
             .tensor()
-            .is_some_and(|t| Ty::of(t.dtype) == Some(Ty::F32))
+            .is_some_and(|t| Ty::of(t.dtype) == Ty::F32)
     };
     let shape = |x: NodeId| g.node(x).ty.tensor().map(|t| t.shape.clone());
     let (ns, ds) = (shape(num)?, shape(den)?);

@@ -117,13 +117,6 @@ impl<'g> Lowerer<'g> {
         self.accs.clear();
         let mut outs = Vec::with_capacity(n_state);
         for (k, st) in state_tys.iter().enumerate() {
-            if super::Ty::of(st.dtype).is_none() {
-                return Err(KernelError::Dtype {
-                    node: id,
-                    op: "scan_fn".into(),
-                    dtype: st.dtype.to_string(),
-                });
-            }
             // The tuple element is the stacked state; the init has the state's shape.
             let shape = self.shapes[ins[k].index()].clone();
             if axis > shape.len() || st.shape.len() != shape.len() + 1 {

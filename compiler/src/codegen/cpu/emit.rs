@@ -6,9 +6,11 @@
 //! behaviour.
 //!
 //! Registers hold floats as f64, ints as i64 and bools as i1; a value typed f32 (i32) is
-//! rounded (wrapped) after every operation, as the interpreter rounds every node. The
+//! rounded (wrapped) after every operation, as the interpreter rounds every node; f16 and
+//! bf16 likewise (`half.rs`: one correct rounding from the f64, stored as their 16 bits). The
 //! elementary functions (exp, log, tanh, erf, sin, cos, pow, …) are emitted inline by
-//! `math.rs` (in f32 for an f32 value where that is accurate), so that loops using them
+//! `math.rs` (in f32 for an f32 value where that is accurate, in f64 for the others, so an
+//! f16/bf16 result is the f64 function rounded once), so that loops using them
 //! vectorise and no libm is needed (the GPU has none): a kernel calls no external function.
 
 use super::CodegenError;
@@ -348,7 +350,8 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
 
     fn storage(&self, d: DType) -> BasicTypeEnum<'c> {
         match d {
-            DType::F32 | DType::F16 | DType::BF16 => self.ctx.f32_type().into(),
+            DType::F32 => self.ctx.f32_type().into(),
+            DType::F16 | DType::BF16 => self.ctx.i16_type().into(),
             DType::I32 => self.ctx.i32_type().into(),
             DType::I64 => self.i64t.into(),
             DType::Bool => self.ctx.i8_type().into(),
@@ -378,6 +381,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
                 .map_err(llvm)?
                 .into(),
             DType::I64 => v,
+            DType::F16 | DType::BF16 => self.half().encode(v.into_float_value(), Ty::of(d))?.into(),
             _ => self
                 .b
                 .build_float_trunc(v.into_float_value(), self.ctx.f32_type(), "")
@@ -416,6 +420,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
                 .map_err(llvm)?
                 .into(),
             DType::I64 => v,
+            DType::F16 | DType::BF16 => self.half().decode(v.into_int_value(), Ty::of(d))?.into(),
             _ => self
                 .b
                 .build_float_ext(v.into_float_value(), self.f64t, "")
@@ -530,9 +535,19 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
         Ok(())
     }
 
-    /// Rounds a register value to `ty` (f32 through float, i32 by wrapping).
+    fn half(&self) -> super::half::Half<'_, 'c> {
+        super::half::Half {
+            ctx: self.ctx,
+            module: self.module,
+            b: &self.b,
+        }
+    }
+
+    /// Rounds a register value to `ty` (f32 through float, f16 and bf16 by `half.rs`, i32
+    /// by wrapping).
     fn round(&mut self, v: BasicValueEnum<'c>, ty: Ty) -> R<BasicValueEnum<'c>> {
         Ok(match ty {
+            Ty::F16 | Ty::BF16 => self.half().round(v.into_float_value(), ty)?.into(),
             Ty::F32 => {
                 let f = self
                     .b
@@ -831,7 +846,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
     fn cast(&mut self, from: Ty, to: Ty, v: BasicValueEnum<'c>) -> R<BasicValueEnum<'c>> {
         let b = &self.b;
         let r: BasicValueEnum = match (from.is_float(), to) {
-            (true, Ty::F32 | Ty::F64) => v,
+            (true, Ty::F32 | Ty::F64 | Ty::F16 | Ty::BF16) => v,
             (true, Ty::I32 | Ty::I64) => {
                 let (name, it) = if to == Ty::I32 {
                     ("llvm.fptosi.sat", self.ctx.i32_type())
@@ -854,7 +869,7 @@ impl<'a, 'c> KernelEmitter<'a, 'c> {
             (true, Ty::Bool) => self
                 .fcmp(FloatPredicate::UNE, v.into_float_value(), self.fconst(0.0))?
                 .into(),
-            (false, Ty::F32 | Ty::F64) => {
+            (false, Ty::F32 | Ty::F64 | Ty::F16 | Ty::BF16) => {
                 let x = v.into_int_value();
                 if from == Ty::Bool {
                     b.build_unsigned_int_to_float(x, self.f64t, "")
@@ -905,7 +920,7 @@ fn int_predicate(op: BinaryOp, unsigned: bool) -> Option<IntPredicate> {
 /// The register type of a kernel type.
 fn reg_type(ctx: &Context, t: Ty) -> BasicTypeEnum<'_> {
     match t {
-        Ty::F32 | Ty::F64 => ctx.f64_type().into(),
+        Ty::F32 | Ty::F64 | Ty::F16 | Ty::BF16 => ctx.f64_type().into(),
         Ty::I32 | Ty::I64 => ctx.i64_type().into(),
         Ty::Bool => ctx.bool_type().into(),
     }

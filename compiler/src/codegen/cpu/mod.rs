@@ -6,6 +6,7 @@ mod attn_tile;
 mod build;
 mod emit;
 mod gemm;
+mod half;
 mod math;
 mod metadata;
 mod recur;
