@@ -17,7 +17,7 @@ mod support;
 use seqc::codegen::artifact::{Targets, write_program};
 use seqc::ir::Graph;
 use seqc::{frontend, opt};
-use seqc_runtime::model::{Device, ModelError, Options};
+use seqc_runtime::model::{Device, Options};
 use seqc_runtime::{Model, Weights};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -277,14 +277,4 @@ fn specs_match_the_interpreter_on_a_gpu() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// A model error names the device when the GPU cannot be used (kept in sync with the runtime).
-#[test]
-fn device_errors_name_the_device() {
-    let e = ModelError::Device {
-        device: "cuda:0".into(),
-        reason: "no CUDA driver".into(),
-    };
-    assert!(e.to_string().contains("cuda:0"), "{e}");
 }

@@ -3,6 +3,7 @@
 //! loads an artifact, binds weights and runs it (`model`). Architecture invariant: this crate never depends on LLVM.
 
 pub mod artifact;
+pub mod compare;
 pub mod dtype;
 pub mod error;
 pub mod io;

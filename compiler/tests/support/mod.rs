@@ -1,4 +1,5 @@
-//! Helpers the backend tests share: the spec list and the comparison with the interpreter.
+//! Helpers the backend tests share: the spec list, seeded cases with the interpreter's
+//! outputs, and the comparison with them (`seqc_runtime::compare`).
 
 #![allow(dead_code)] // (why: each test binary includes this module and uses part of it)
 
@@ -18,37 +19,7 @@ pub fn specs() -> Vec<PathBuf> {
     v
 }
 
-/// Largest |a − b| over max |b|; NaN and infinities must coincide.
-pub fn rel_err(name: &str, got: &HostTensor, want: &HostTensor) -> Result<f64, String> {
-    if got.shape != want.shape || got.dtype() != want.dtype() {
-        return Err(format!(
-            "`{name}`: {}{:?} vs {}{:?}",
-            got.dtype(),
-            got.shape,
-            want.dtype(),
-            want.shape
-        ));
-    }
-    let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
-    let scale = w
-        .iter()
-        .filter(|x| x.is_finite())
-        .fold(0.0f64, |m, x| m.max(x.abs()));
-    let mut err = 0.0f64;
-    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-        if !b.is_finite() || !a.is_finite() {
-            if !(a.is_nan() && b.is_nan() || a == b) {
-                return Err(format!("`{name}`[{i}]: {a} vs {b}"));
-            }
-            continue;
-        }
-        if !want.dtype().is_float() && a != b {
-            return Err(format!("`{name}`[{i}]: {a} vs {b} (must be exact)"));
-        }
-        err = err.max((a - b).abs() / scale.max(1e-6));
-    }
-    Ok(err)
-}
+pub use seqc_runtime::compare::rel_err;
 
 /// One run of a graph: the dims, its seeded weights and inputs, and the interpreter's outputs.
 pub struct Case {

@@ -93,7 +93,8 @@ pub fn llvm_ir_for(p: &Program, optimize: bool, t: &HostTarget) -> Result<String
     Ok(module.print_to_string().to_string())
 }
 
-fn run_o3(module: &Module, tm: &TargetMachine) -> Result<(), CodegenError> {
+/// LLVM's O3 pipeline for `tm` (shared with the GPU backend).
+pub(crate) fn run_o3(module: &Module, tm: &TargetMachine) -> Result<(), CodegenError> {
     module
         .run_passes("default<O3>", tm, PassBuilderOptions::create())
         .map_err(|e| CodegenError::Llvm(e.to_string()))

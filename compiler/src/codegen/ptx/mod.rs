@@ -12,12 +12,11 @@
 
 mod entry;
 
-use super::cpu::CodegenError;
+use super::cpu::{CodegenError, run_o3};
 use crate::kernel::{self, Kernel, Program, Sched};
 use inkwell::OptimizationLevel;
 use inkwell::context::Context;
 use inkwell::module::Module;
-use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::{
     CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
 };
@@ -120,12 +119,6 @@ pub fn llvm_ir(p: &Program, arch: &str, optimize: bool) -> Result<String, Codege
         run_o3(&module, &tm)?;
     }
     Ok(module.print_to_string().to_string())
-}
-
-fn run_o3(module: &Module, tm: &TargetMachine) -> Result<(), CodegenError> {
-    module
-        .run_passes("default<O3>", tm, PassBuilderOptions::create())
-        .map_err(|e| CodegenError::Llvm(e.to_string()))
 }
 
 /// The PTX text of program `p` for GPU `arch`.

@@ -1,11 +1,10 @@
 //! `seqc-check`: the runtime-only checker of a GPU validation pack (`cargo xtask gpu-pack`).
 //! It loads every case's artifact on a device (`cuda:0` by default, or `cpu`), runs it on the
 //! case's weights and inputs, compares every output with the interpreter's expected outputs
-//! (`compare.rs`), prints one line per case and a summary, and writes the results as JSON.
+//! (`seqc_runtime::compare`), prints one line per case and a summary, and writes the results as JSON.
 //! Exit status: 0 when every case passes, 1 when one fails or errs, 2 when the pack, the
 //! arguments or the device cannot be used at all.
 
-mod compare;
 mod pack;
 
 use pack::Case;
@@ -105,7 +104,7 @@ fn check(pack: &Path, model: &Model, case: &Case, tol: f64) -> Verdict {
         let Some(g) = got.get(name) else {
             return Verdict::Fail(None, format!("output `{name}` is missing"));
         };
-        match compare::rel_err(name, g, w) {
+        match seqc_runtime::compare::rel_err(name, g, w) {
             Ok(e) if e > worst.0 || worst.1.is_none() => worst = (e, Some(name)),
             Ok(_) => {}
             Err(msg) => return Verdict::Fail(None, msg),

@@ -1,8 +1,9 @@
-//! The comparison rule of the CPU backend's tests, shared by the GPU validation pack: the
-//! largest |got − want| over the largest finite |want| (at least 1e-6); NaN and infinities
-//! must coincide; integer and bool outputs must be exact; shapes and dtypes must agree.
+//! How a backend's output is compared with the interpreter's, defined once for the backend
+//! tests and the GPU validation pack's checker (`seqc-check`): the largest |got − want| over
+//! the largest finite |want| (at least 1e-6); NaN and infinities must coincide; integer and
+//! bool outputs must be exact; shapes and dtypes must agree.
 
-use seqc_runtime::HostTensor;
+use crate::HostTensor;
 
 /// The relative error of `got` against `want`, or why they cannot be compared or must not
 /// differ at all (naming the output `name` and the first offending element).
@@ -43,7 +44,7 @@ pub fn rel_err(name: &str, got: &HostTensor, want: &HostTensor) -> Result<f64, S
 #[cfg(test)]
 mod tests {
     use super::rel_err;
-    use seqc_runtime::{HostTensor, TensorData};
+    use crate::{HostTensor, TensorData};
 
     fn f32s(v: &[f32]) -> HostTensor {
         HostTensor {
