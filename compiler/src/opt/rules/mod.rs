@@ -11,11 +11,12 @@
 //!
 //! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `attention.rs` with the mask
 //! recogniser `mask.rs` and StreamingLLM's split `sinks.rs`, `linear.rs` and `recurrence.rs` with the decay recogniser `decay.rs`,
-//! `merge.rs`, the scan schedules of `scan.rs`, the MoE dispatch of `moe.rs`); each is named and documented
+//! the cos(a − b) split of `cosine.rs`, `merge.rs`, the scan schedules of `scan.rs`, the MoE dispatch of `moe.rs`); each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
 pub mod attention;
 pub mod contraction;
+pub mod cosine;
 pub mod decay;
 pub mod layout;
 pub mod linear;
@@ -352,9 +353,12 @@ pub fn layout_rules() -> Vec<Arc<dyn DynRule>> {
     layout::rules()
 }
 
-/// The contraction rules: einsum regrouping and sums moved into or out of einsums.
+/// The contraction rules: einsum regrouping, sums moved into or out of einsums, and
+/// cosFormer's cos(a − b) reweighting split into one contraction over twice the features.
 pub fn contraction_rules() -> Vec<Arc<dyn DynRule>> {
-    contraction::rules()
+    let mut v = contraction::rules();
+    v.extend(cosine::rules());
+    v
 }
 
 /// The attention rules: softmax attention fused into one tiled `attention` operator.
