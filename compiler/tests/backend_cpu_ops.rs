@@ -213,6 +213,32 @@ fn attention_reading_operands_matches_the_interpreter() {
     }
 }
 
+/// The tiled kernel (`kernel/flash.rs`) reading mask operands computed from inputs, as
+/// Longformer's global keys and a padding mask are: per sequence and 64-key block an i32 flag
+/// (filled in [0, 16): a block is visible where its flag is below 4, so most key tiles far
+/// from the diagonal are hidden and skipped at run time, some are visible) or a band of 40
+/// keys; the
+/// strict mask leaves row 0 with no key (NaN in both). T = 450 is a multiple of neither tile,
+/// T = 1 is one partial tile.
+#[test]
+fn tiled_attention_reading_input_operands_matches_the_interpreter() {
+    let mask = "and(lt(s, t), or(lt(operand(3, [b0, div(s, 64)]), 4), le(sub(t, s), 40)))";
+    let ir = format!(
+        "graph(B, T) {{
+  %0 = input \"q\" : f32[B, 2, T, 8]
+  %1 = input \"k\" : f32[B, 2, T, 8]
+  %2 = input \"v\" : f32[B, 2, T, 16]
+  %3 = input \"global\" : i32[B, 8]
+  %4 = attention(%0, %1, %2, %3) mask=\"{mask}\" scale=0.35 tile_q=64 tile_k=64 : f32[B, 2, T, 16]
+  output \"y\" = %4
+}}
+"
+    );
+    let g = parse_graph(&ir).unwrap_or_else(|e| panic!("{e:?}\n{ir}"));
+    let e = max_rel_err_at(&g, &[1, 2, 13, 450]);
+    assert!(e < 1e-4, "{e:.3e}");
+}
+
 /// The tiled online-softmax kernel (192 × 64 tiles, `kernel/flash.rs`) over several query and
 /// key tiles: T = 450 is a multiple of neither tile, the window leaves whole tiles hidden
 /// (skipped), a large scale makes the running maximum jump between tiles (rescaling), the

@@ -11,7 +11,7 @@
 use seqc::ir::{DimBindings, Graph, Op};
 use seqc::opt::{self, OptOptions, Target};
 use seqc::{bind, frontend, interp};
-use seqc_runtime::HostTensor;
+use seqc_runtime::{DType, HostTensor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -761,17 +761,43 @@ fn bigbird_random_blocks_are_fused() {
     }
 }
 
-/// Masks, layouts and lengths the rules must leave alone.
+/// Seeded tensors for `g` at `dims` whose bool inputs are sparse (about one entry in five
+/// true, by a fixed hash of the position) and whose i32 inputs are 1 or 3 (divisors), so
+/// that masks read from inputs hide some keys and whole tiles, not none.
+fn sparse_masks(g: &Graph, dims: &DimBindings) -> BTreeMap<String, HostTensor> {
+    let mut tensors = BTreeMap::new();
+    for (name, id) in g.inputs() {
+        let ty = g.tensor_ty(id);
+        let shape: Vec<usize> = ty
+            .shape
+            .iter()
+            .map(|d| d.eval(dims).unwrap() as usize)
+            .collect();
+        let n: usize = shape.iter().product();
+        let v: Vec<f64> = match ty.dtype {
+            DType::Bool => (0..n)
+                .map(|i| f64::from(u8::from((i * 7919 + 13) % 5 == 0)))
+                .collect(),
+            DType::I32 => (0..n).map(|i| if i % 2 == 0 { 1.0 } else { 3.0 }).collect(),
+            _ => continue,
+        };
+        tensors.insert(name.to_string(), HostTensor::from_f64(ty.dtype, shape, &v));
+    }
+    bind::fill_missing(g, dims, &mut tensors, 3).unwrap();
+    tensors
+}
+
+/// Masks computed from inputs become operands of the fused attention, read at run time:
+/// the optimised graph agrees with the original at several T, including a query row that
+/// sees no key (NaN in both forms) and rows that see only themselves.
 #[test]
-fn unstructured_masks_are_not_fused() {
-    let dims = at(&[("B", 2), ("T", 64)]);
+fn data_dependent_masks_are_fused_as_operands() {
     let cases = [
-        // Data-dependent.
+        // A whole [T, T] mask given as an input.
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          input m: bool[T, T];
          output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), m) @ v;",
-        // A block table given as an input, read through `take` (only values that depend on
-        // no input become operands).
+        // A block table given as an input, read through `take`.
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          input tb: bool[T, T];
          let blk = iota([T], 0) / 2;
@@ -780,6 +806,67 @@ fn unstructured_masks_are_not_fused() {
         "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
          input dil: i32[2, 1, 1];
          output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), (iota([2, T, T], 1) - iota([2, T, T], 2)) % dil == 0) @ v;",
+        // Longformer's local branch: a band or a global key per sequence.
+        "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
+         input g: bool[B, T];
+         let band = abs(iota([T, T], 0) - iota([T, T], 1)) <= 1;
+         output y = masked_softmax(einsum(\"bhtd,bhsd->bhts\", q, k), band || unsqueeze(unsqueeze(g, 1), 1)) @ v;",
+    ];
+    for src in cases {
+        let g = load(src);
+        let (o, _) = optimize_at(&g, &at(&[("B", 2), ("T", 64)]));
+        let fused: Vec<_> = o
+            .nodes
+            .iter()
+            .filter(|n| n.op.name() == "attention")
+            .collect();
+        assert_eq!(fused.len(), 1, "{o}");
+        assert!(fused[0].inputs.len() > 3, "the mask reads no operand:\n{o}");
+        let small = retile(&o, 4, 3);
+        for t in [1, 2, 7, 13, 64, 67] {
+            let d = at(&[("B", 2), ("T", t)]);
+            let tensors = sparse_masks(&g, &d);
+            let want = interp::run(&g, &d, &tensors).unwrap();
+            for h in [&o, &small] {
+                let got = interp::run(h, &d, &tensors).unwrap();
+                close(&want["y"], &got["y"]).unwrap_or_else(|e| panic!("T = {t}: {e}\n{h}"));
+            }
+        }
+    }
+    // Given masks: row 0 sees nothing (NaN in both forms), the others see keys ≤ t in
+    // every other row (a diagonal band otherwise), so some tiles are hidden and some not.
+    let g = load(cases[0]);
+    let (o, _) = optimize_at(&g, &at(&[("B", 2), ("T", 64)]));
+    let small = retile(&o, 4, 3);
+    for t in [1usize, 5, 13, 67] {
+        let d = at(&[("B", 2), ("T", t as i64)]);
+        let mask: Vec<f64> = (0..t * t)
+            .map(|i| {
+                let (r, c) = (i / t, i % t);
+                let seen = r > 0 && if r % 2 == 0 { c <= r } else { c == r };
+                f64::from(u8::from(seen))
+            })
+            .collect();
+        let mut tensors = BTreeMap::new();
+        tensors.insert(
+            "m".to_string(),
+            HostTensor::from_f64(DType::Bool, vec![t, t], &mask),
+        );
+        bind::fill_missing(&g, &d, &mut tensors, 9).unwrap();
+        let want = interp::run(&g, &d, &tensors).unwrap();
+        assert!(want["y"].to_f64_vec()[0].is_nan(), "row 0 sees no key");
+        for h in [&o, &small] {
+            let got = interp::run(h, &d, &tensors).unwrap();
+            close(&want["y"], &got["y"]).unwrap_or_else(|e| panic!("T = {t}: {e}\n{h}"));
+        }
+    }
+}
+
+/// Masks, layouts and lengths the rules must leave alone.
+#[test]
+fn unstructured_masks_are_not_fused() {
+    let dims = at(&[("B", 2), ("T", 64)]);
+    let cases = [
         // Keys of another symbolic length S, which may be 0 while T is not (the fused rows
         // would be NaN where the unfused einsum gives 0).
         "dim B, T, S; input q: f32[B, 2, T, 4]; input k: f32[B, 2, S, 4]; input v: f32[B, 2, S, 3];

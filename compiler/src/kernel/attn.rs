@@ -34,13 +34,7 @@ impl Lowerer<'_> {
         scale: f64,
         lse: bool,
     ) -> Result<Loop, KernelError> {
-        // A mask reading operands (a block table) takes the direct nest (`flash.rs` does not
-        // read them).
-        let reads = !mask.operands().is_empty();
-        if !lse
-            && !reads
-            && let Some(l) = self.flash(id, out, src, mask, scale)?
-        {
+        if !lse && let Some(l) = self.flash(id, out, src, mask, scale)? {
             return Ok(l);
         }
         let ins = self.g.node(src).inputs.clone();
@@ -204,7 +198,12 @@ impl Lowerer<'_> {
 impl Lowerer<'_> {
     /// Operand `j` of an attention with inputs `ins` at the i32 indices `idx`, as i32; 0
     /// outside it (the mask language's `operand(j, [...])`).
-    fn mask_operand(&mut self, ins: &[NodeId], j: usize, idx: Vec<Expr>) -> Result<Expr, String> {
+    pub(super) fn mask_operand(
+        &mut self,
+        ins: &[NodeId],
+        j: usize,
+        idx: Vec<Expr>,
+    ) -> Result<Expr, String> {
         let x = *ins
             .get(j)
             .ok_or_else(|| format!("internal: reads operand {j}, which the node does not have"))?;
@@ -252,18 +251,8 @@ impl Lowerer<'_> {
 type OperandLoad<'a> = dyn FnMut(usize, Vec<Expr>) -> Result<Expr, String> + 'a;
 
 /// The mask as a bool kernel expression at query `t`, key `s` and batch index `batch`,
-/// with the interpreter's i32 semantics (kernel i32 arithmetic wraps like the mask's); a
-/// mask that reads operands is refused (see [`mask_expr_with`]).
-pub(super) fn mask_expr(mask: &Mask, t: &Expr, s: &Expr, batch: &[Expr]) -> Result<Expr, String> {
-    let mut none = |j: usize, _: Vec<Expr>| -> Result<Expr, String> {
-        Err(format!(
-            "internal: reads operand {j}, which this lowering does not take"
-        ))
-    };
-    mask_expr_with(mask, t, s, batch, &mut none)
-}
-
-/// As [`mask_expr`], with `load` giving the operands' reads.
+/// with the interpreter's i32 semantics (kernel i32 arithmetic wraps like the mask's);
+/// `load` gives the reads of the operands it names (`operand(j, [...])`).
 pub(super) fn mask_expr_with(
     mask: &Mask,
     t: &Expr,

@@ -74,7 +74,8 @@ impl Lowerer<'_> {
         // Not inside a `scan_fn` body (see `gemm.rs`).
         if self.scope.is_some()
             || self.ty(id) != Ty::F32
-            || ins.iter().any(|x| self.ty(*x) != Ty::F32)
+            || ins.len() < 3
+            || ins[..3].iter().any(|x| self.ty(*x) != Ty::F32)
             || r < 2
         {
             return Ok(None);
@@ -174,11 +175,15 @@ impl Lowerer<'_> {
             index: Box::new(index),
         };
         let store = |buf: BufId, index: Expr, value: Expr| Stmt::Store { buf, index, value };
-        let visible = super::attn::mask_expr(
+        // Operands the mask reads (a block table, a key mask) are loaded where it is
+        // evaluated: in the scan of a tile its bounds do not decide, and in the visibility.
+        let mut read = |j: usize, idx: Vec<Expr>| self.mask_operand(&ins, j, idx);
+        let visible = super::attn::mask_expr_with(
             mask,
             &add(q0.clone(), rv.clone()),
             &add(k0.clone(), cv.clone()),
             &lead,
+            &mut read,
         )
         .map_err(|m| self.invalid(src, &format!("mask: {m}")))?;
         let f = |op, a, b| wbin(op, Ty::F32, a, b);

@@ -3,7 +3,7 @@
 //! [t0, t1] and key indices in [s0, s1], whether the mask is surely true everywhere and
 //! whether it is surely false everywhere. Both false means unknown (the caller scans the
 //! tile). Sound only: a bound is used only while it fits in i32, the type the mask is
-//! evaluated in (`attn::mask_expr`); multiplications, divisions, remainders, tables and
+//! evaluated in (`attn::mask_expr_with`); multiplications, divisions, remainders, tables and
 //! operand reads are left unknown.
 
 use super::Expr;

@@ -6,12 +6,13 @@
 //! others the scores' batch axes (a pattern per head reads the head axis); an axis of size 1
 //! contributes index 0. `take` along an axis with a 1-D index that is itself recognised
 //! (BigBird's `take(table, iota / BS)`, block → position) substitutes the index into that
-//! axis. A static i32 or bool value that nothing above recognises — one that depends on no
-//! input, i.e. on the dims, constants, seeds and weights only, such as BigBird's seeded
-//! random-block table or a length computed as `sum(ones([T]))` — becomes an operand of the
-//! fused node, read with `operand(J, [...])` at the frame's indices; at most
-//! `MAX_OPERANDS` of them. Anything else (a mask computed from an input) is not recognised,
-//! and the attention rule leaves the graph alone.
+//! axis. An i32 or bool value that nothing above recognises becomes an operand of the fused
+//! node, read with `operand(J, [...])` at the frame's indices; at most `MAX_OPERANDS` of
+//! them. It may depend on no input (BigBird's seeded random-block table, a length computed as
+//! `sum(ones([T]))`) or on the inputs (Longformer's global tokens, a padding mask from
+//! `attention_mask`): the fused node reads its values at run time, where the tiles it hides
+//! are skipped, while the cost model, which cannot see them, counts every tile that the rest
+//! of the mask does not rule out.
 
 use crate::ir::mask::{FIRST_OPERAND, MAX_DEPTH, Mask};
 use crate::ir::{BinaryOp, DimExpr, Literal, Op, UnaryOp};
@@ -19,13 +20,9 @@ use crate::opt::analysis::EG;
 use crate::opt::lang::TNode;
 use egg::Id;
 use seqc_runtime::DType;
-use std::collections::HashMap;
 
 /// Most operands a recognised mask reads.
 const MAX_OPERANDS: usize = 4;
-
-/// Most e-classes the static check visits per recognition.
-const MAX_STATIC_VISITS: usize = 4096;
 
 /// A recognised mask and the e-classes of the operands it reads: `operand(3 + i, …)` reads
 /// `operands[i]`.
@@ -35,11 +32,9 @@ pub struct Recognised {
     pub operands: Vec<Id>,
 }
 
-/// Recognition state: the operands found so far, and which e-classes are static.
+/// Recognition state: the operands found so far.
 struct St {
     operands: Vec<Id>,
-    statics: HashMap<Id, bool>,
-    visits: usize,
 }
 
 /// The predicate of a bool e-class that broadcasts to scores of rank `rank`, if it is a
@@ -47,8 +42,6 @@ struct St {
 pub fn recognise(eg: &EG, class: Id, rank: usize) -> Option<Recognised> {
     let mut st = St {
         operands: Vec::new(),
-        statics: HashMap::new(),
-        visits: 0,
     };
     let m = rec(eg, eg.find(class), rank, &mut Vec::new(), &mut st)?;
     m.check().ok()?;
@@ -83,41 +76,10 @@ fn subst(m: &Mask, var: &Mask, by: &Mask) -> Mask {
     }
 }
 
-/// Whether `class` depends on no input: it holds an e-node that is not an `input` and whose
-/// children are all static (`path`: the classes being checked, which count as not static,
-/// so that a cycle proves nothing).
-fn is_static(eg: &EG, class: Id, st: &mut St, path: &mut Vec<Id>) -> bool {
-    let class = eg.find(class);
-    if let Some(&known) = st.statics.get(&class) {
-        return known;
-    }
-    st.visits += 1;
-    if path.contains(&class) || st.visits > MAX_STATIC_VISITS {
-        return false;
-    }
-    path.push(class);
-    let yes = eg[class].nodes.iter().any(|n| {
-        !matches!(n.op.op(), Op::Input { .. })
-            && n.children.iter().all(|c| is_static(eg, *c, st, path))
-    });
-    path.pop();
-    // A negative answer may be due to the cycle cut: only positive ones are kept.
-    if yes {
-        st.statics.insert(class, true);
-    }
-    yes
-}
-
-/// A static i32 or bool class read as an operand at the frame's indices (index 0 along
+/// An i32 or bool class read as an operand at the frame's indices (index 0 along
 /// its axes of size 1).
-fn operand(
-    eg: &EG,
-    class: Id,
-    ty: &crate::ir::TensorType,
-    rank: usize,
-    st: &mut St,
-) -> Option<Mask> {
-    if !matches!(ty.dtype, DType::I32 | DType::Bool) || !is_static(eg, class, st, &mut Vec::new()) {
+fn operand(class: Id, ty: &crate::ir::TensorType, rank: usize, st: &mut St) -> Option<Mask> {
+    if !matches!(ty.dtype, DType::I32 | DType::Bool) {
         return None;
     }
     let r = ty.rank();
@@ -180,7 +142,7 @@ fn rec(eg: &EG, class: Id, rank: usize, path: &mut Vec<Id>, st: &mut St) -> Opti
         }
     }
     path.pop();
-    found.or_else(|| operand(eg, class, ty, rank, st))
+    found.or_else(|| operand(class, ty, rank, st))
 }
 
 /// The predicate of one e-node of a recognisable class.
