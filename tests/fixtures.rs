@@ -129,8 +129,13 @@ fn compare(name: &str, got: &HostTensor, want: &HostTensor, tol: f64) -> Result<
 
 /// Specs whose fixtures are also run optimised, each with an operator the optimised graph
 /// must hold (so that the check cannot pass with the rewrite gone): StreamingLLM's split
-/// into sinks and window attention (`sinks-window-attention`).
-const OPTIMISED: &[(&str, &str)] = &[("streaming_llm", "attention_lse")];
+/// into sinks and window attention (`sinks-window-attention`); Mixtral's and MiniMax's top-2
+/// experts as grouped products (`moe-topk-grouped`).
+const OPTIMISED: &[(&str, &str)] = &[
+    ("streaming_llm", "attention_lse"),
+    ("hf_mixtral", "grouped_matmul"),
+    ("hf_minimax", "grouped_matmul"),
+];
 
 /// Runs one fixture set, optimised first when `optimised` names the operator the result must
 /// hold; returns a one-line summary.
