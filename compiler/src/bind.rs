@@ -483,6 +483,12 @@ fn index_bound(graph: &Graph, start: NodeId, dims: &DimBindings) -> Option<i64> 
                 }
                 c(0) || c(2)
             }
+            Op::GroupedMatmul => {
+                if c(2) {
+                    lower(dim_of(node.inputs[1], 0));
+                }
+                false
+            }
             Op::ScanFn { n_state, body, .. } => {
                 let body_inputs: Vec<NodeId> = body.inputs().map(|(_, id)| id).collect();
                 for (k, x) in node.inputs.iter().enumerate().skip(*n_state) {

@@ -1,4 +1,5 @@
-//! Index operators: iota, take, gather, scatter_add, sort / argsort (stable), topk (ties to
+//! Index operators: iota, take, gather, scatter_add, grouped_matmul (rows through the
+//! weights their group index selects), sort / argsort (stable), topk (ties to
 //! the lower index) and argmax (the first maximum). Out-of-range indices are errors.
 
 use super::value::{Data, Tensor, numel, offsets, split_axis, strides};
@@ -42,6 +43,44 @@ pub(crate) fn take(x: &Tensor, idx: &Tensor, axis: usize) -> Result<Tensor, Stri
         }
     }
     Tensor::new(x.dtype, shape, x.data.pick(&pick)?)
+}
+
+/// out[n, o] = Σ_i x[n, i]·w[group[n], o, i] (f64 accumulation); x: [N, I], w: [E, O, I],
+/// group: [N] with values in 0..E.
+pub(crate) fn grouped_matmul(x: &Tensor, w: &Tensor, group: &Tensor) -> Result<Tensor, String> {
+    let ([rows, i_len], [e_len, o_len, wi], [g_len]) =
+        (&x.shape[..], &w.shape[..], &group.shape[..])
+    else {
+        return Err(format!(
+            "grouped_matmul takes x: [N, I], w: [E, O, I], group: [N], found {}, {}, {}",
+            x.describe(),
+            w.describe(),
+            group.describe()
+        ));
+    };
+    if wi != i_len || g_len != rows {
+        return Err(format!(
+            "grouped_matmul operands disagree: x {}, w {}, group {}",
+            x.describe(),
+            w.describe(),
+            group.describe()
+        ));
+    }
+    let (xv, wv) = (x.floats()?, w.floats()?);
+    let groups = group
+        .ints()?
+        .iter()
+        .map(|&v| check(v, *e_len, 0, "group"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::with_capacity(numel(&[*rows, *o_len])?);
+    for (n, &e) in groups.iter().enumerate() {
+        let xr = &xv[n * i_len..(n + 1) * i_len];
+        for o in 0..*o_len {
+            let wr = &wv[(e * o_len + o) * i_len..(e * o_len + o + 1) * i_len];
+            out.push(xr.iter().zip(wr).map(|(a, b)| a * b).sum());
+        }
+    }
+    Tensor::new(x.dtype, vec![*rows, *o_len], Data::F(out))
 }
 
 /// For each element of `idx` (row-major): its value checked against `x.shape[axis]`, and the

@@ -380,6 +380,7 @@ fn eval_op(op: &Op, args: &[&Val], expect: &Expect, ctx: &Ctx, id: NodeId) -> Re
         Op::Take { axis } => index::take(a(0)?, a(1)?, *axis)?,
         Op::Gather { axis } => index::gather(a(0)?, a(1)?, *axis)?,
         Op::ScatterAdd { axis } => index::scatter_add(a(0)?, a(1)?, a(2)?, *axis)?,
+        Op::GroupedMatmul => index::grouped_matmul(a(0)?, a(1)?, a(2)?)?,
         Op::Sort { axis, descending } => index::sort(a(0)?, *axis, *descending, false)?,
         Op::Argsort { axis, descending } => index::sort(a(0)?, *axis, *descending, true)?,
         Op::TopK {

@@ -392,6 +392,25 @@ pub fn infer(op: &Op, inputs: &[&Type]) -> R<Type> {
             same_rank_except(base, idx, *axis, "scatter_add")?;
             base.clone()
         }
+        Op::GroupedMatmul => {
+            arity(op, inputs, 3)?;
+            let (x, w, group) = (t(0)?, t(1)?, t(2)?);
+            need_float(x, "grouped_matmul")?;
+            need_int(group, "grouped_matmul group")?;
+            let fits = x.rank() == 2
+                && w.rank() == 3
+                && group.rank() == 1
+                && w.dtype == x.dtype
+                && w.shape[2] == x.shape[1]
+                && group.shape[0] == x.shape[0];
+            if !fits {
+                return Err(format!(
+                    "`grouped_matmul` takes x: float[N, I], w: [E, O, I] of x's dtype and \
+                     group: int[N], found {x}, {w} and {group}"
+                ));
+            }
+            TensorType::new(x.dtype, vec![x.shape[0].clone(), w.shape[1].clone()])
+        }
         Op::Sort { axis, .. } => {
             arity(op, inputs, 1)?;
             let x = t(0)?;

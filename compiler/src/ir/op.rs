@@ -190,6 +190,12 @@ pub enum Op {
     /// inputs: [base, idx (int), src]. torch.scatter_add: idx and src have the same shape,
     /// out = base; out[p with p_axis = idx[p]] += src[p] for every p of idx.
     ScatterAdd { axis: usize },
+    /// inputs: [x: float[N, I], w: float[E, O, I] (x's dtype), group (int): [N]]. Grouped
+    /// matrix product, each row through the weights of its group (a mixture-of-experts
+    /// expert): out[n, o] = Σ_i x[n, i]·w[group[n], o, i], out: [N, O] (f64 accumulation in
+    /// the interpreter, as `einsum`). Rows are independent, so their order does not change
+    /// the result. A group outside 0..E is an evaluation error.
+    GroupedMatmul,
     /// inputs: [x]. Values sorted along `axis` (stable).
     Sort { axis: usize, descending: bool },
     /// inputs: [x]. The stable permutation that sorts along `axis`, i32.
@@ -302,6 +308,7 @@ impl Op {
             Op::Take { .. } => "take",
             Op::Gather { .. } => "gather",
             Op::ScatterAdd { .. } => "scatter_add",
+            Op::GroupedMatmul => "grouped_matmul",
             Op::Sort { .. } => "sort",
             Op::Argsort { .. } => "argsort",
             Op::TopK { .. } => "topk",

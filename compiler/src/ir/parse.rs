@@ -292,6 +292,7 @@ impl Parser {
         Ok(match name {
             "select" => Op::Select,
             "conv1d_causal" => Op::Conv1dCausal,
+            "grouped_matmul" => Op::GroupedMatmul,
             "fused" => Op::Fused {
                 body: Box::default(),
             },

@@ -111,9 +111,12 @@ fn attributes(op: &Op) -> (Option<String>, Vec<(&'static str, String)>) {
                 ("seed", s(seed)),
             ],
         ),
-        Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Conv1dCausal | Op::Fused { .. } => {
-            (None, vec![])
-        }
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Select
+        | Op::Conv1dCausal
+        | Op::GroupedMatmul
+        | Op::Fused { .. } => (None, vec![]),
         Op::Cast { to } => (None, vec![("to", s(to))]),
         Op::Reduce { axes, keepdim, .. } => (
             None,

@@ -154,7 +154,8 @@ pub fn is_view(op: &Op) -> bool {
 /// 1 per input element; an einsum of n operands n per point of its iteration space (the
 /// product of every letter's size: n − 1 multiplies and an add); `scan` 2 per element,
 /// `scan_matrix` 2·N per element; `conv1d_causal` 2·K per output element; sorts and top-k
-/// n·log₂(axis length) per element; `scatter_add` 1 per source element; `scan_fn` its body's
+/// n·log₂(axis length) per element; `scatter_add` 1 per source element; `grouped_matmul`
+/// 2·N·O·I, moving x, the groups, the result and the weights of at most min(E, N) experts; `scan_fn` its body's
 /// FLOPs times the sequence length (the body's bytes too are counted once per step). Gathers,
 /// `take`, `concat`, `pad`, `iota` and `random` move bytes only. Sequential depth: a scan's
 /// length (`scan`, `scan_matrix`, `scan_fn`), `linear_attn`'s chunk count; 0 otherwise. A `fused` group does its
@@ -190,6 +191,21 @@ pub fn node_cost(op: &Op, inputs: &[&Type], out: &Type, dims: &DimBindings) -> N
             0.0
         }
         Op::ScatterAdd { .. } => in_elems(2),
+        Op::GroupedMatmul => {
+            contraction = true;
+            // Only the experts some row selects are read: at most min(E, N) of them.
+            let (n, i) = ins.first().map_or((0.0, 0.0), |x| {
+                (dim(&x.shape[0], dims), dim(&x.shape[1], dims))
+            });
+            let o = out_elems / n.max(1.0);
+            let (e, elem) = ins.get(1).map_or((0.0, 4.0), |w| {
+                (dim(&w.shape[0], dims), w.dtype.size_bytes() as f64)
+            });
+            let x_g = ins.first().map_or(0.0, |t| tensor_bytes(t, dims))
+                + ins.get(2).map_or(0.0, |t| tensor_bytes(t, dims));
+            bytes = x_g + out_bytes + e.min(n) * o * i * elem;
+            2.0 * n * o * i
+        }
         Op::Sort { axis, .. } | Op::Argsort { axis, .. } | Op::TopK { axis, .. } => {
             let n = ins
                 .first()

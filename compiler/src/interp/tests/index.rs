@@ -166,3 +166,62 @@ fn argmax_along_an_inner_axis() {
     let t = ts(vec![("x", f32t(&[2, 3], &[1.0, 7.0, 3.0, 4.0, 7.0, 0.0]))]);
     assert_eq!(ints(&run_y(&g, &dims(&[]), &t)), vec![1, 0, 0]);
 }
+
+fn grouped_graph(n: i64, i: i64, e: i64, o: i64) -> Graph {
+    let mut g = Graph::new(vec![]);
+    let x = leaf(&mut g, "x", DType::F32, c(&[n, i]));
+    let w = leaf(&mut g, "w", DType::F32, c(&[e, o, i]));
+    let group = leaf(&mut g, "group", DType::I32, c(&[n]));
+    let y = g.add(Op::GroupedMatmul, vec![x, w, group]).unwrap();
+    g.add_output("y", y);
+    g
+}
+
+#[test]
+fn grouped_matmul_is_a_per_row_expert_product() {
+    let (n, i, e, o) = (5usize, 3usize, 3usize, 2usize);
+    let z = |v: usize| v as i64;
+    let xv: Vec<f64> = (0..n * i).map(|k| (k as f64) * 0.5 - 3.0).collect();
+    let wv: Vec<f64> = (0..e * o * i)
+        .map(|k| ((k * 7) % 11) as f64 - 5.0)
+        .collect();
+    let groups = [2i32, 0, 2, 1, 0];
+    let g = grouped_graph(z(n), z(i), z(e), z(o));
+    let t = ts(vec![
+        ("x", f32t(&[n, i], &xv)),
+        ("w", f32t(&[e, o, i], &wv)),
+        ("group", i32t(&[n], &groups)),
+    ]);
+    let y = run_y(&g, &dims(&[]), &t);
+    assert_eq!(y.shape, vec![n, o]);
+    // The naive loop nest of the definition.
+    let mut want = vec![0.0; n * o];
+    for r in 0..n {
+        let ex = groups[r] as usize;
+        for col in 0..o {
+            for k in 0..i {
+                want[r * o + col] += xv[r * i + k] * wv[(ex * o + col) * i + k];
+            }
+        }
+    }
+    assert_eq!(y.to_f64_vec(), want);
+    // Row 0 through expert 2, by hand: x = [-3, -2.5, -2], w[2, 0] = [2, -2, 5].
+    assert_eq!(want[0], -6.0 + 5.0 - 10.0);
+}
+
+#[test]
+fn out_of_range_group_is_an_error() {
+    let g = grouped_graph(2, 2, 3, 1);
+    for bad in [3, -1] {
+        let t = ts(vec![
+            ("x", f32t(&[2, 2], &[1.0; 4])),
+            ("w", f32t(&[3, 1, 2], &[1.0; 6])),
+            ("group", i32t(&[2], &[0, bad])),
+        ]);
+        let e = run(&g, &dims(&[]), &t).unwrap_err().to_string();
+        assert!(
+            e.contains("group") && e.contains(&bad.to_string()) && e.contains("0..3"),
+            "{e}"
+        );
+    }
+}

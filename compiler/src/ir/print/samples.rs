@@ -378,6 +378,32 @@ pub(crate) fn all_ops() -> Graph {
     };
     let pair = add(&mut g, att_lse, &[y, y, y]);
     let lse = add(&mut g, Op::Extract { index: 1 }, &[pair]);
+    let bt = b.mul(&t);
+    let rows = add(
+        &mut g,
+        Op::Reshape {
+            shape: vec![bt.clone(), c(8)],
+        },
+        &[y],
+    );
+    let experts = vec![c(3), c(5), c(8)];
+    let we = leaf(
+        &mut g,
+        Op::Param {
+            name: "experts".into(),
+        },
+        f32,
+        experts,
+    );
+    let group = add(
+        &mut g,
+        Op::Iota {
+            shape: vec![bt],
+            axis: 0,
+        },
+        &[],
+    );
+    add(&mut g, Op::GroupedMatmul, &[rows, we, group]);
     g.add_output("y", conv);
     g.add_output("h", hs);
     g.add_output("c \"sum\"", cs);

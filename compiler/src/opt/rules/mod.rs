@@ -11,7 +11,8 @@
 //!
 //! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `attention.rs` with the mask
 //! recogniser `mask.rs` and StreamingLLM's split `sinks.rs`, `linear.rs` and `recurrence.rs` with the decay recogniser `decay.rs`,
-//! the cos(a − b) split of `cosine.rs`, `merge.rs`, the scan schedules of `scan.rs`, the MoE dispatch of `moe.rs`); each is named and documented
+//! the cos(a − b) split of `cosine.rs`, `merge.rs`, the scan schedules of `scan.rs`, the MoE
+//! dispatch of `moe.rs` and its top-k grouped form `moe_topk.rs`); each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
 pub mod attention;
@@ -23,6 +24,7 @@ pub mod linear;
 pub mod mask;
 pub mod merge;
 pub mod moe;
+pub mod moe_topk;
 pub mod recurrence;
 pub mod scan;
 pub mod sinks;
@@ -382,7 +384,9 @@ pub fn scan_rules() -> Vec<Arc<dyn DynRule>> {
 /// The mixture-of-experts rule: dense expert terms under a capacity-bounded gate to
 /// gather → expert on the kept rows → scatter-add.
 pub fn moe_rules() -> Vec<Arc<dyn DynRule>> {
-    moe::rules()
+    let mut v = moe::rules();
+    v.extend(moe_topk::rules());
+    v
 }
 
 /// The merge rules: contractions that share an operand joined into one.
