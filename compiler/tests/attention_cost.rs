@@ -6,8 +6,10 @@
 //! most 4.5) while causal attention stays O(T²) (at least 12×),
 //! and neither materialises a T × T intermediate. Before optimisation both are quadratic.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use support::seqc_stats;
 
 fn spec(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,15 +21,7 @@ fn spec(name: &str) -> PathBuf {
 
 /// `seqc stats FILE --dims T=t,B=1 --stage stage` as (flops, largest intermediate bytes).
 fn stats(file: &Path, stage: &str, t: i64) -> (f64, f64) {
-    let o = Command::new(env!("CARGO_BIN_EXE_seqc"))
-        .args(["stats", file.to_str().unwrap(), "--dims"])
-        .arg(format!("T={t},B=1"))
-        .args(["--stage", stage])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["dims"]["T"], t);
+    let v = seqc_stats(file, stage, t);
     (
         v["flops"].as_u64().unwrap() as f64,
         v["largest_intermediate_bytes"].as_u64().unwrap() as f64,

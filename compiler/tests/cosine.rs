@@ -17,8 +17,7 @@ use seqc::opt::{self, OptOptions};
 use seqc::{bind, frontend, interp};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
-use support::check_outputs;
+use support::{check_outputs, fired, seqc_flops};
 
 fn at(b: i64, t: i64) -> DimBindings {
     [("B".to_string(), b), ("T".to_string(), t)]
@@ -41,14 +40,7 @@ fn same_outputs(g: &Graph, o: &Graph, dims: &DimBindings, seed: u64) {
 /// The optimised graph and how often `cos-difference` fired.
 fn optimise(g: &Graph) -> (Graph, usize) {
     let (o, report) = opt::optimize(g, &OptOptions::default()).unwrap();
-    let fired = report
-        .phases
-        .iter()
-        .flat_map(|p| p.rules_fired.iter())
-        .filter(|(r, _)| *r == "cos-difference")
-        .map(|(_, n)| *n)
-        .sum();
-    (o, fired)
+    (o, fired(&report, "cos-difference"))
 }
 
 fn count(g: &Graph, name: &str) -> usize {
@@ -94,17 +86,8 @@ fn spec(name: &str) -> std::path::PathBuf {
         .join(format!("{name}.seq"))
 }
 
-/// `seqc stats` FLOPs of a spec at one stage and T.
 fn flops(name: &str, stage: &str, t: i64) -> f64 {
-    let o = Command::new(env!("CARGO_BIN_EXE_seqc"))
-        .args(["stats", spec(name).to_str().unwrap(), "--dims"])
-        .arg(format!("T={t},B=1"))
-        .args(["--stage", stage])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["flops"].as_f64().unwrap()
+    seqc_flops(&spec(name), stage, t)
 }
 
 #[test]

@@ -6,12 +6,14 @@
 //! division by a gathered row (padding rows are zeros), and cuts the experts' FLOPs
 //! by about E / capacity factor at realistic sizes (`seqc stats`).
 
+mod support;
+
 use seqc::ir::{DimBindings, Graph, Op};
 use seqc::opt::{self, OptOptions};
 use seqc::{bind, frontend, interp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use support::{fired, seqc_flops};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,13 +36,6 @@ fn optimize(g: &Graph) -> (Graph, opt::OptReport) {
 
 fn count(g: &Graph, name: &str) -> usize {
     g.nodes.iter().filter(|n| n.op.name() == name).count()
-}
-
-fn fired(r: &opt::OptReport, rule: &str) -> usize {
-    r.phases
-        .iter()
-        .filter_map(|p| p.rules_fired.get(rule))
-        .sum()
 }
 
 fn dims(b: i64, t: i64) -> DimBindings {
@@ -205,18 +200,6 @@ fn integer_division_by_a_gathered_row_is_not_rebuilt() {
     }
 }
 
-fn stats_flops(file: &Path, stage: &str, t: i64) -> f64 {
-    let o = Command::new(env!("CARGO_BIN_EXE_seqc"))
-        .args(["stats", file.to_str().unwrap(), "--dims"])
-        .arg(format!("T={t},B=1"))
-        .args(["--stage", stage])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["flops"].as_f64().unwrap()
-}
-
 /// switch_moe at Switch-base-like sizes: d_model 512, d_ff 2048, E = 8 experts, T = 4096
 /// tokens, capacity factor 1.25 (CAP = 1.25·T/E = 640). The dense form runs 8 × 4096 rows
 /// through the experts, the dispatched one 8 × 640: FLOPs drop by E / 1.25 = 6.4× (the router
@@ -234,8 +217,8 @@ fn seqc_stats_sees_expert_flops_drop_by_e_over_capacity_factor() {
     let file = dir.join("switch_base.seq");
     std::fs::write(&file, src).unwrap();
     let (ir, opt) = (
-        stats_flops(&file, "ir", 4096),
-        stats_flops(&file, "opt", 4096),
+        seqc_flops(&file, "ir", 4096),
+        seqc_flops(&file, "opt", 4096),
     );
     let dense_experts = 8.0 * 2.0 * (2.0 * 4096.0 * 512.0 * 2048.0);
     let routed_experts = 8.0 * 2.0 * (2.0 * 640.0 * 512.0 * 2048.0);

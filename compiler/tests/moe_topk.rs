@@ -6,12 +6,14 @@
 //! one row-wise function, and makes the experts' FLOPs proportional to K·T instead of E·T
 //! (`seqc stats`).
 
+mod support;
+
 use seqc::ir::{DimBindings, Graph};
 use seqc::opt::{self, OptOptions};
 use seqc::{bind, frontend, interp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use support::{fired, seqc_flops};
 
 const RULE: &str = "moe-topk-grouped";
 
@@ -70,13 +72,6 @@ fn count(g: &Graph, name: &str) -> usize {
     g.nodes.iter().filter(|n| n.op.name() == name).count()
 }
 
-fn fired(r: &opt::OptReport) -> usize {
-    r.phases
-        .iter()
-        .filter_map(|p| p.rules_fired.get(RULE))
-        .sum()
-}
-
 fn dims(b: i64, t: i64) -> DimBindings {
     [("B".to_string(), b), ("T".to_string(), t)].into()
 }
@@ -103,7 +98,7 @@ fn agree(g: &Graph, h: &Graph, out: &str, d: &DimBindings, seed: u64) {
 fn block_experts_run_grouped_and_agree() {
     let g = load(BLOCK);
     let (h, report) = optimize(&g);
-    assert_eq!(fired(&report), 1);
+    assert_eq!(fired(&report, RULE), 1);
     // w1, w3 and w2 of the 4 experts: three grouped products on 2·B·T rows, no dense expert.
     assert_eq!(count(&h, "grouped_matmul"), 3, "{h}");
     for n in h.nodes.iter().filter(|n| n.op.name() == "grouped_matmul") {
@@ -127,7 +122,7 @@ fn hf_mixtral_agrees_with_its_dense_form() {
     let g = load(&src);
     let (h, report) = optimize(&g);
     // One sparse block per layer (L = 2).
-    assert_eq!(fired(&report), 2);
+    assert_eq!(fired(&report, RULE), 2);
     assert_eq!(count(&h, "grouped_matmul"), 6, "{h}");
     for t in [1, 2, 7, 13] {
         agree(&g, &h, "logits", &dims(2, t), 5);
@@ -164,7 +159,7 @@ fn gates_not_zero_outside_a_top_k_are_refused() {
     for (what, src) in cases {
         let g = load(&src);
         let (h, report) = optimize(&g);
-        assert_eq!(fired(&report), 0, "{what}");
+        assert_eq!(fired(&report, RULE), 0, "{what}");
         assert_eq!(count(&h, "grouped_matmul"), 0, "{what}");
         agree(&g, &h, "y", &dims(2, 7), 1);
     }
@@ -221,22 +216,10 @@ fn moe(x) {";
     for (what, src, want) in cases {
         let g = load(&src);
         let (h, report) = optimize(&g);
-        assert_eq!(fired(&report), want, "{what}");
+        assert_eq!(fired(&report, RULE), want, "{what}");
         assert_eq!(count(&h, "grouped_matmul"), 3 * want, "{what}: {h}");
         agree(&g, &h, "y", &dims(2, 7), 2);
     }
-}
-
-fn stats_flops(file: &Path, stage: &str, t: i64) -> f64 {
-    let o = Command::new(env!("CARGO_BIN_EXE_seqc"))
-        .args(["stats", file.to_str().unwrap(), "--dims"])
-        .arg(format!("T={t},B=1"))
-        .args(["--stage", stage])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["flops"].as_f64().unwrap()
 }
 
 /// The block at DM = 256, DFF = 1024, K = 2, T = 4096 with E = 8 and E = 16 experts: the dense
@@ -257,8 +240,8 @@ fn seqc_stats_sees_expert_flops_proportional_to_k_t() {
         let file = dir.join(format!("block_e{e}.seq"));
         std::fs::write(&file, src).unwrap();
         let (ir, opt) = (
-            stats_flops(&file, "ir", 4096),
-            stats_flops(&file, "opt", 4096),
+            seqc_flops(&file, "ir", 4096),
+            seqc_flops(&file, "opt", 4096),
         );
         let dense = e as f64 * t * per_row;
         let routed = 2.0 * t * per_row;

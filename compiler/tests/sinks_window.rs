@@ -10,12 +10,15 @@
 //!    positions or rotations that break the RoPE identity are refused (and the graph still
 //!    computes the same outputs).
 
+mod support;
+
 use seqc::ir::{DimBindings, DimExpr, Graph, Op};
 use seqc::opt::{self, OptOptions};
 use seqc::{bind, frontend, interp};
 use seqc_runtime::HostTensor;
 use std::collections::BTreeMap;
 use std::path::Path;
+use support::fired;
 
 /// max|a − b| ≤ 1e-4·max(1, max|a|) (equal infinities and NaNs agree).
 fn close(want: &HostTensor, got: &HostTensor) -> Result<(), String> {
@@ -74,14 +77,7 @@ fn retile(g: &Graph, tq: usize, tk: usize) -> Graph {
 /// The optimised graph and how often the rule fired.
 fn optimise(g: &Graph) -> (Graph, usize) {
     let (o, report) = opt::optimize(g, &OptOptions::default()).unwrap();
-    let fired = report
-        .phases
-        .iter()
-        .flat_map(|p| p.rules_fired.iter())
-        .filter(|(r, _)| *r == "sinks-window-attention")
-        .map(|(_, n)| *n)
-        .sum();
-    (o, fired)
+    (o, fired(&report, "sinks-window-attention"))
 }
 
 fn count(g: &Graph, name: &str) -> usize {

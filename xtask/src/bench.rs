@@ -68,6 +68,15 @@ fn cases(quick: bool) -> Vec<Case> {
         2,
         3.0,
     ));
+    // Not an issue #5 target: the grouped experts of issue #4's `moe-topk-grouped`.
+    let t = if quick { 64 } else { 2048 };
+    v.push(case(
+        &format!("Mixtral top-2 MoE block E=8 d 256 ff 512 T={t} (vs HF MixtralSparseMoeBlock)"),
+        &format!("xtask/bench/moe_topk_block.seq --dims B=1,T={t}"),
+        &format!("moe t={t}"),
+        3,
+        1.0,
+    ));
     v
 }
 

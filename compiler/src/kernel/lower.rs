@@ -207,10 +207,21 @@ impl<'g> Lowerer<'g> {
     /// A scratch arena buffer of `shape` in node `id`'s dtype, for a kernel's own state (it
     /// does not become the node's value).
     pub(super) fn add_scratch(&mut self, id: NodeId, shape: Vec<DimExpr>) -> BufId {
+        let dtype = self.g.tensor_ty(id).dtype;
+        self.add_scratch_of(id, shape, dtype)
+    }
+
+    /// A scratch buffer of node `id` with its own dtype (indices, counts).
+    pub(super) fn add_scratch_of(
+        &mut self,
+        id: NodeId,
+        shape: Vec<DimExpr>,
+        dtype: seqc_runtime::DType,
+    ) -> BufId {
         let b = BufId(self.prog.buffers.len() as u32);
         self.prog.buffers.push(Buffer {
             kind: BufKind::Temp,
-            dtype: self.g.tensor_ty(id).dtype,
+            dtype,
             shape,
             node: id,
         });
@@ -295,7 +306,7 @@ impl<'g> Lowerer<'g> {
             Op::Scan { axis, reverse } => vec![self.scan(id, out, *axis, *reverse)?],
             Op::ScanMatrix { axis } => vec![self.scan_matrix(id, out, *axis)?],
             Op::Conv1dCausal => vec![self.conv1d(id, out)?],
-            Op::GroupedMatmul => vec![self.grouped_matmul(id, out)?],
+            Op::GroupedMatmul => self.grouped_matmul(id, out)?,
             Op::ArgMax { axis } => vec![self.argmax(id, out, *axis)?],
             Op::Sort { axis, descending } => {
                 vec![self.rank_select(id, out, *axis, *descending, None, false)?]
@@ -1012,56 +1023,6 @@ impl<'g> Lowerer<'g> {
             Stmt::Store {
                 buf: out,
                 index: flat(&idx, &shape),
-                value: Expr::Cast {
-                    from: Ty::F64,
-                    to: ty,
-                    x: Box::new(Expr::Acc(s)),
-                },
-            },
-        ];
-        Ok(self.nest(&vars, &shape, body))
-    }
-
-    /// out[n, o] = Σ_i x[n, i]·w[group[n], o, i]: a direct loop nest over (n, o), parallel
-    /// like every nest, with an f64 accumulator over i; group[n] is checked against E (an
-    /// out-of-range group sets the status word, as `take` does).
-    fn grouped_matmul(&mut self, id: NodeId, out: BufId) -> Result<Loop, KernelError> {
-        let ins = self.g.node(id).inputs.clone();
-        let ty = self.ty(id);
-        let shape = self.shapes[id.index()].clone();
-        if !ty.is_float() || shape.len() != 2 {
-            return Err(self.invalid(id, "expects float x: [N, I], w: [E, O, I]"));
-        }
-        let ilen = self.shapes[ins[0].index()][1].clone();
-        let vars: Vec<Var> = shape.iter().map(|_| self.var()).collect();
-        let i = self.var();
-        let (n, o) = (Expr::Var(vars[0]), Expr::Var(vars[1]));
-        let gv = self.access(ins[2], std::slice::from_ref(&n))?;
-        let e = self.checked(ins[2], gv, ins[1], 0);
-        let xv = self.access(ins[0], &[n.clone(), Expr::Var(i)])?;
-        let wv = self.access(ins[1], &[e, o.clone(), Expr::Var(i)])?;
-        let s = self.acc(Ty::F64);
-        let body = vec![
-            Stmt::Assign {
-                acc: s,
-                value: Expr::Float(0.0, Ty::F64),
-            },
-            serial(
-                i,
-                ilen,
-                vec![Stmt::Assign {
-                    acc: s,
-                    value: wbin(
-                        BinaryOp::Add,
-                        Ty::F64,
-                        Expr::Acc(s),
-                        wbin(BinaryOp::Mul, Ty::F64, widen(xv, ty), widen(wv, ty)),
-                    ),
-                }],
-            ),
-            Stmt::Store {
-                buf: out,
-                index: flat(&[n, o], &shape),
                 value: Expr::Cast {
                     from: Ty::F64,
                     to: ty,

@@ -26,6 +26,7 @@ mod attn;
 pub mod expand;
 mod flash;
 pub mod gemm;
+mod grouped;
 mod inline;
 mod linear_attn;
 mod lower;

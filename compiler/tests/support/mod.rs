@@ -82,3 +82,38 @@ pub fn check_outputs(
     }
     Ok(want.len())
 }
+
+/// `seqc stats FILE --dims T=t,B=1 --stage STAGE` (CPU target) as its JSON; panics with
+/// seqc's message when it fails.
+pub fn seqc_stats(file: &Path, stage: &str, t: i64) -> serde_json::Value {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_seqc"))
+        .args(["stats", file.to_str().expect("UTF-8 path"), "--dims"])
+        .arg(format!("T={t},B=1"))
+        .args(["--stage", stage])
+        .output()
+        .expect("runs seqc");
+    assert!(
+        o.status.success(),
+        "seqc stats {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["dims"]["T"], t, "{v}");
+    assert_eq!(v["stage"], stage, "{v}");
+    v
+}
+
+/// The FLOPs `seqc stats` reports (see [`seqc_stats`]).
+pub fn seqc_flops(file: &Path, stage: &str, t: i64) -> f64 {
+    seqc_stats(file, stage, t)["flops"].as_f64().expect("flops")
+}
+
+/// How often `rule` fired over all phases of an optimizer run.
+pub fn fired(report: &seqc::opt::OptReport, rule: &str) -> usize {
+    report
+        .phases
+        .iter()
+        .filter_map(|p| p.rules_fired.get(rule))
+        .sum()
+}
