@@ -44,7 +44,9 @@ const SMALL_DEPTH: usize = 3;
 /// where rows(x) = reshape(broadcast(x, [.., T, K, D]), [N, D]) repeats each token K times
 /// (a view), N = (leading dims)·K, G = reshape(idx, [N]), every einsum of f with a weight is
 /// `grouped_matmul(rows, stack(W), G)` with stack(W) = concat_e(W_e) as [E, O, I] (a
-/// load-time node), and f's elementwise operators run on the rows.
+/// load-time node), and f's elementwise operators run on the rows. Einsums that read the same
+/// rows (SwiGLU's gate and up projections) become one grouped product over their stacks side
+/// by side along O, read back by slices: the rows are sorted and moved once for both.
 struct MoeTopK;
 
 impl DynRule for MoeTopK {
@@ -477,6 +479,8 @@ struct Emit<'a> {
     group: Arg,
     memo: BTreeMap<usize, Arg>,
     stacks: BTreeMap<(usize, bool), Arg>,
+    /// The grouped product of the einsums reading one rows node, by that node.
+    merged: BTreeMap<usize, Arg>,
 }
 
 impl Emit<'_> {
@@ -512,10 +516,59 @@ impl Emit<'_> {
             }
             Node::Weights(_) => return None,
             Node::Op(Op::Einsum { spec }, kids) => {
-                let (x, w, oi) = self.t.linear(spec, kids)?;
-                let x = self.emit(x, plan)?;
-                let w = self.stack(w, oi, plan)?;
-                plan.push(Op::GroupedMatmul, vec![x, w, self.group])
+                let (x, _, _) = self.t.linear(spec, kids)?;
+                // Every einsum reading the same rows (SwiGLU's gate and up projections): one
+                // grouped product over their weights side by side, read back by slices, so
+                // the rows are sorted and moved once.
+                let sibs: Vec<(usize, usize, bool)> = (0..self.t.nodes.len())
+                    .filter_map(|j| match &self.t.nodes[j] {
+                        Node::Op(Op::Einsum { spec }, kids) => self
+                            .t
+                            .linear(spec, kids)
+                            .filter(|l| l.0 == x)
+                            .map(|(_, w, oi)| (j, w, oi)),
+                        _ => None,
+                    })
+                    .collect();
+                let rows = self.emit(x, plan)?;
+                let mut stacks = Vec::with_capacity(sibs.len());
+                let mut range = None;
+                let mut offset = DimExpr::constant(0);
+                for &(j, w, oi) in &sibs {
+                    let Node::Weights(ws) = &self.t.nodes[w] else {
+                        return None;
+                    };
+                    let ws0 = shape(eg, *ws.first()?)?;
+                    let o = if oi { ws0[0].clone() } else { ws0[1].clone() };
+                    if j == i {
+                        range = Some((offset.clone(), offset.add(&o)));
+                    }
+                    offset = offset.add(&o);
+                    stacks.push(self.stack(w, oi, plan)?);
+                }
+                let (start, end) = range?;
+                if stacks.len() == 1 {
+                    plan.push(Op::GroupedMatmul, vec![rows, stacks[0], self.group])
+                } else {
+                    let merged = match self.merged.get(&x) {
+                        Some(a) => *a,
+                        None => {
+                            let cat = plan.push(Op::Concat { axis: 1 }, stacks);
+                            let m = plan.push(Op::GroupedMatmul, vec![rows, cat, self.group]);
+                            self.merged.insert(x, m);
+                            m
+                        }
+                    };
+                    plan.push(
+                        Op::Slice {
+                            axis: 1,
+                            start,
+                            end,
+                            step: 1,
+                        },
+                        vec![merged],
+                    )
+                }
             }
             Node::Op(op, kids) => {
                 let args = kids
@@ -588,6 +641,7 @@ fn grouped(eg: &EG, class: Id, chain: &Chain, route: &Route) -> Option<Plan> {
         group,
         memo: BTreeMap::new(),
         stacks: BTreeMap::new(),
+        merged: BTreeMap::new(),
     };
     let rows = em.emit(root, &mut plan)?;
     if em.stacks.is_empty() {
