@@ -4,7 +4,9 @@
 //!    optimised for the H100 target, has no scan of T steps left (only chunk-local scans of
 //!    C steps and carry scans of ⌈T / C⌉ steps), and computes the same outputs as the
 //!    original at T ∈ {1, 7, 13, 37, 70} (partial last chunks, several chunks).
-//! 2. The choice is the cost model's: on each target the form it keeps is the cheaper of the
+//! 2. LRU's matrix recurrence (`scan_matrix`, 2 × 2 rotations; `scan-matrix-chunk`) likewise,
+//!    with and without an initial state, at T ∈ {1, 7, 13, 37, 70, 100}.
+//! 3. The choice is the cost model's: on each target the form it keeps is the cheaper of the
 //!    two under that target's model (H100: chunked; CPU at the default dims: sequential,
 //!    which moves fewer bytes), and the chunk it picks follows T (depth C + ⌈T / C⌉).
 
@@ -200,4 +202,63 @@ fn seqc_stats_reports_the_gpu_estimate() {
     let (ir, opt) = (stats("ir", "cpu"), stats("opt", "cpu"));
     assert_eq!(opt["target"], "cpu");
     assert!(time(&opt) <= time(&ir));
+}
+
+/// The time lengths of the `scan_matrix` nodes (b's axis).
+fn matrix_scan_lengths(g: &Graph) -> Vec<DimExpr> {
+    g.nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::ScanMatrix { axis } => g.ty(n.inputs[1]).tensor().map(|t| t.shape[axis].clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A gated rotation recurrence with an initial state given as an input.
+const ROTATION_WITH_INIT: &str = "
+dim B, T;
+input x: f32[B, T, 3, 2];
+input h0: f32[B, 3, 2];
+param theta: f32[3];
+let r = 0.97 * cos(theta);
+let i = 0.97 * sin(theta);
+let m = reshape(concat([unsqueeze(r, 1), unsqueeze(-i, 1), unsqueeze(i, 1), unsqueeze(r, 1)], 1), [3, 2, 2]);
+let a = broadcast(unsqueeze(m, 1), [B, 3, T, 2, 2]);
+output y = scan_matrix(a, transpose(x, [0, 2, 1, 3]), h0);
+";
+
+#[test]
+fn matrix_scans_along_t_become_chunked_for_the_gpu_and_agree() {
+    let t = DimExpr::sym("T");
+    let lru = load_spec("lru");
+    let with_init = frontend::load_str("init.seq", ROTATION_WITH_INIT)
+        .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    for (name, g) in [("lru", lru), ("rotation with h0", with_init)] {
+        assert!(
+            matrix_scan_lengths(&g).contains(&t),
+            "{name}: no matrix scan along T"
+        );
+        let o = optimize_for(&g, Target::h100(), DimBindings::new());
+        let lens = matrix_scan_lengths(&o);
+        assert!(
+            !lens.contains(&t),
+            "{name}: a matrix scan of T steps is left:\n{o}"
+        );
+        assert!(
+            lens.iter().any(|d| d.as_const().is_some()),
+            "{name}: no chunk-local matrix scan:\n{o}"
+        );
+        for len in [1, 7, 13, 37, 70, 100] {
+            let dims: DimBindings = [("B".to_string(), 2), ("T".to_string(), len)].into();
+            let mut tensors = BTreeMap::new();
+            bind::fill_missing(&g, &dims, &mut tensors, 11).unwrap();
+            let want = interp::run(&g, &dims, &tensors).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let got = interp::run(&o, &dims, &tensors).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for (out, w) in &want {
+                close(w, &got[out])
+                    .unwrap_or_else(|e| panic!("{name} at T = {len}: output `{out}`: {e}"));
+            }
+        }
+    }
 }

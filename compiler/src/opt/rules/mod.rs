@@ -11,7 +11,7 @@
 //!
 //! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `attention.rs` with the mask
 //! recogniser `mask.rs` and StreamingLLM's split `sinks.rs`, `linear.rs` and `recurrence.rs` with the decay recogniser `decay.rs`,
-//! the cos(a − b) split of `cosine.rs`, `merge.rs`, the scan schedules of `scan.rs`, the MoE
+//! the cos(a − b) split of `cosine.rs`, `merge.rs`, the scan schedules of `scan.rs` and `scan_matrix.rs`, the MoE
 //! dispatch of `moe.rs` and its top-k grouped form `moe_topk.rs`); each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
@@ -27,6 +27,7 @@ pub mod moe;
 pub mod moe_topk;
 pub mod recurrence;
 pub mod scan;
+pub mod scan_matrix;
 pub mod sinks;
 
 use super::analysis::{EG, TypeAnalysis};

@@ -18,7 +18,10 @@ use std::sync::Arc;
 pub const SCAN_CHUNKS: [usize; 5] = [16, 32, 64, 128, 256];
 
 pub fn rules() -> Vec<Arc<dyn DynRule>> {
-    vec![Arc::new(ScanChunk)]
+    vec![
+        Arc::new(ScanChunk),
+        Arc::new(super::scan_matrix::ScanMatrixChunk),
+    ]
 }
 
 /// `scan-chunk`: scan(a, b[, h0]) along T ⇒ its chunk-local + carry form with chunk C.
@@ -100,11 +103,11 @@ struct ScanSite<'a> {
     reverse: bool,
 }
 
-fn konst(c: i64) -> DimExpr {
+pub(super) fn konst(c: i64) -> DimExpr {
     DimExpr::constant(c)
 }
 
-fn float(plan: &mut Plan, v: f64, dtype: DType) -> Arg {
+pub(super) fn float(plan: &mut Plan, v: f64, dtype: DType) -> Arg {
     plan.push(
         Op::Const {
             value: Literal::Float(v),
