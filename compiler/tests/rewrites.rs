@@ -862,6 +862,48 @@ fn data_dependent_masks_are_fused_as_operands() {
     }
 }
 
+/// softmax(QKᵀ·s + M) with an additive mask M = where(C, 0, −∞) (or where(C, −∞, 0), either
+/// operand order) is the select form (`additive-mask`) and fuses; a finite "−∞" (−10⁹, what
+/// some codebases add) is not the same where a row sees no key, and is left alone.
+#[test]
+fn additive_masks_are_fused() {
+    let head =
+        "dim B, T; input q: f32[B, 2, T, 4]; input k: f32[B, 2, T, 4]; input v: f32[B, 2, T, 3];
+         let s = einsum(\"bhtd,bhsd->bhts\", q, k) * 0.5;";
+    let fused = [
+        (
+            "output y = softmax(s + where(causal_mask(T), zeros([T, T]), -inf)) @ v;",
+            "le(s, t)",
+        ),
+        (
+            "output y = softmax(where(causal_mask(T), zeros([T, T]), -inf) + s) @ v;",
+            "le(s, t)",
+        ),
+        // Strict: row 0 sees no key (NaN in both forms).
+        (
+            "output y = softmax(s + where(iota([T, T], 1) >= iota([T, T], 0), -inf, zeros([T, T]))) @ v;",
+            "not(ge(s, t))",
+        ),
+    ];
+    for (body, mask) in fused {
+        let g = load(&format!("{head}\n{body}"));
+        let (o, report) = optimize_at(&g, &at(&[("B", 2), ("T", 64)]));
+        assert!(fired(&report).contains_key("additive-mask"), "{o}");
+        assert_eq!(count_ops(&o, "attention"), 1, "{o}");
+        assert_eq!(mask_of(&o), mask, "{o}");
+        let small = retile(&o, 4, 3);
+        for t in [1, 2, 7, 13, 67] {
+            let d = at(&[("B", 2), ("T", t)]);
+            let graphs = [("optimised", &o), ("tiles 4 × 3", &small)];
+            assert!(same_outputs(&g, &graphs, &d).unwrap(), "T = {t}\n{o}");
+        }
+    }
+    let finite = "output y = softmax(s + where(causal_mask(T), zeros([T, T]), -1e9)) @ v;";
+    let g = load(&format!("{head}\n{finite}"));
+    let (o, _) = optimize_at(&g, &at(&[("B", 2), ("T", 64)]));
+    assert_eq!(count_ops(&o, "attention"), 0, "{o}");
+}
+
 /// Masks, layouts and lengths the rules must leave alone.
 #[test]
 fn unstructured_masks_are_not_fused() {

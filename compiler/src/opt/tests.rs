@@ -51,6 +51,14 @@ const RULE_SPECS: &[(&str, &str)] = &[
          output d = transpose(u, [1, 2, 0]) @ w;
          output e = transpose(x @ w, [2, 0, 1]);",
     ),
+    (
+        "additive masks",
+        "dim B, T;
+         input q: f32[B, 2, T, 3]; input k: f32[B, 2, T, 3]; input v: f32[B, 2, T, 4];
+         let s = einsum(\"bhtd,bhsd->bhts\", q, k);
+         output causal = softmax(s + where(causal_mask(T), zeros([T, T]), -inf)) @ v;
+         output anti = softmax(where(iota([T, T], 1) > iota([T, T], 0), -inf, zeros([T, T])) + s) @ v;",
+    ),
 ];
 
 /// Causal linear attention with a per-key-channel decay, recurrent (the specs in ir-specs/

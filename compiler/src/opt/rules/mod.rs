@@ -9,12 +9,15 @@
 //! adapts a rule to egg's `Searcher` and `Applier`: the search reports only e-classes where
 //! some outcome would add something new, so egg's saturation test and match counts are exact.
 //!
-//! Rules are grouped by topic (`layout.rs`, `contraction.rs`, `attention.rs` with the mask
-//! recogniser `mask.rs` and StreamingLLM's split `sinks.rs`, `linear.rs` and `recurrence.rs` with the decay recogniser `decay.rs`,
-//! the cos(a − b) split of `cosine.rs`, `merge.rs`, the scan schedules of `scan.rs` and `scan_matrix.rs`, the MoE
-//! dispatch of `moe.rs` and its top-k grouped form `moe_topk.rs`); each is named and documented
+//! Rules are grouped by topic (`layout.rs`, `contraction.rs` and the cos(a − b) split of
+//! `cosine.rs`, `attention.rs` with the mask recogniser `mask.rs`, additive masks read by
+//! `additive_mask.rs` and StreamingLLM's split `sinks.rs`, `linear.rs` and `recurrence.rs`
+//! with the decay recogniser `decay.rs`, `merge.rs`, the scan schedules of `scan.rs` and
+//! `scan_matrix.rs`, the MoE dispatch of `moe.rs` and its top-k grouped form `moe_topk.rs`);
+//! each is named and documented
 //! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
+pub mod additive_mask;
 pub mod attention;
 pub mod contraction;
 pub mod cosine;
@@ -367,6 +370,7 @@ pub fn contraction_rules() -> Vec<Arc<dyn DynRule>> {
 /// The attention rules: softmax attention fused into one tiled `attention` operator.
 pub fn attention_rules() -> Vec<Arc<dyn DynRule>> {
     let mut v = attention::rules();
+    v.extend(additive_mask::rules());
     v.extend(sinks::rules());
     v
 }
