@@ -195,7 +195,11 @@ mod tests {
     #[test]
     fn only_selects_by_name_ignoring_case_and_refuses_no_match() {
         let names = |v: Vec<Case>| v.into_iter().map(|c| c.name).collect::<Vec<_>>();
-        assert_eq!(select(cases(false), None).expect("all").len(), 7);
+        assert_eq!(select(cases(false), None).expect("all").len(), 8);
+        assert_eq!(
+            names(select(cases(false), Some("MIXTRAL")).expect("matches")),
+            ["Mixtral top-2 MoE block E=8 d 256 ff 512 T=2048 (vs HF MixtralSparseMoeBlock)"]
+        );
         let sdpa = names(select(cases(false), Some("sdpa")).expect("matches"));
         assert_eq!(
             sdpa,
