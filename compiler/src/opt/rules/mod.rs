@@ -13,9 +13,9 @@
 //! `cosine.rs`, `attention.rs` with the mask recogniser `mask.rs`, additive masks read by
 //! `additive_mask.rs` and StreamingLLM's split `sinks.rs`, `linear.rs` and `recurrence.rs`
 //! with the decay recogniser `decay.rs`, `merge.rs`, the scan schedules of `scan.rs` and
-//! `scan_matrix.rs`, the MoE dispatch of `moe.rs` and its top-k grouped form `moe_topk.rs`);
-//! each is named and documented
-//! with its equation, and `docs/rewrites.md` is the catalogue (a test keeps both in step).
+//! `scan_matrix.rs`, the MoE dispatch of `moe.rs` and its top-k grouped form `moe_topk.rs`
+//! with the expert matcher `moe_experts.rs`); each is named and documented with its equation,
+//! and `docs/rewrites.md` is the catalogue (a test keeps both in step).
 
 pub mod additive_mask;
 pub mod attention;
@@ -27,6 +27,7 @@ pub mod linear;
 pub mod mask;
 pub mod merge;
 pub mod moe;
+pub mod moe_experts;
 pub mod moe_topk;
 pub mod recurrence;
 pub mod scan;
