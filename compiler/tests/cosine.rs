@@ -12,18 +12,12 @@
 
 mod support;
 
-use seqc::ir::{DimBindings, DimExpr, Graph};
+use seqc::ir::{DimBindings, Graph};
 use seqc::opt::{self, OptOptions};
 use seqc::{bind, frontend, interp};
 use std::collections::BTreeMap;
 use std::path::Path;
-use support::{check_outputs, fired, seqc_flops};
-
-fn at(b: i64, t: i64) -> DimBindings {
-    [("B".to_string(), b), ("T".to_string(), t)]
-        .into_iter()
-        .collect()
-}
+use support::{bt, check_outputs, count_ops, fired, has_quadratic_value, seqc_flops};
 
 /// Runs `g` and `o` on the same seeded tensors and compares every output (relative 1e-4).
 fn same_outputs(g: &Graph, o: &Graph, dims: &DimBindings, seed: u64) {
@@ -43,19 +37,6 @@ fn optimise(g: &Graph) -> (Graph, usize) {
     (o, fired(&report, "cos-difference"))
 }
 
-fn count(g: &Graph, name: &str) -> usize {
-    g.nodes.iter().filter(|n| n.op.name() == name).count()
-}
-
-/// Whether some value of `g` has T in two axes.
-fn has_quadratic_value(g: &Graph) -> bool {
-    let t = DimExpr::sym("T");
-    g.nodes.iter().any(|n| {
-        n.ty.tensor()
-            .is_some_and(|ty| ty.shape.iter().filter(|d| **d == t).count() >= 2)
-    })
-}
-
 const TS: [i64; 6] = [1, 2, 7, 13, 37, 100];
 
 /// Asserts the split happened, no [T, T] value is left, and the outputs agree at `TS`.
@@ -65,7 +46,7 @@ fn splits(g: &Graph) -> Graph {
     assert!(!has_quadratic_value(&o), "a [T, T] value is left:\n{o}");
     for t in TS {
         for (b, seed) in [(2, 3), (1, 11)] {
-            same_outputs(g, &o, &at(b, t), seed);
+            same_outputs(g, &o, &bt(b, t), seed);
         }
     }
     o
@@ -76,7 +57,7 @@ fn refused(g: &Graph) {
     let (o, fired) = optimise(g);
     assert_eq!(fired, 0, "cos-difference fired:\n{o}");
     for t in [1, 7, 13] {
-        same_outputs(g, &o, &at(2, t), 5);
+        same_outputs(g, &o, &bt(2, t), 5);
     }
 }
 
@@ -97,9 +78,9 @@ fn cosformer_specs_become_linear_in_t() {
         let o = splits(&g);
         if name == "cosformer_causal" {
             // Numerator and normaliser: chunked linear attention.
-            assert_eq!(count(&o, "linear_attn"), 2, "{o}");
+            assert_eq!(count_ops(&o, "linear_attn"), 2, "{o}");
         } else {
-            assert_eq!(count(&o, "linear_attn"), 0, "{o}");
+            assert_eq!(count_ops(&o, "linear_attn"), 0, "{o}");
         }
         let ts = [1024, 4096, 16384];
         let ir = ts.map(|t| flops(name, "ir", t));
@@ -153,7 +134,11 @@ fn equivalent_angles_are_split() {
         ] {
             let g = layer(reweight, causal);
             let o = splits(&g);
-            assert_eq!(count(&o, "linear_attn"), if causal { 2 } else { 0 }, "{o}");
+            assert_eq!(
+                count_ops(&o, "linear_attn"),
+                if causal { 2 } else { 0 },
+                "{o}"
+            );
         }
     }
 }

@@ -13,7 +13,7 @@ use seqc::opt::{self, OptOptions};
 use seqc::{bind, frontend, interp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use support::{fired, seqc_flops};
+use support::{bt, count_ops, fired, seqc_flops};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,14 +32,6 @@ fn load(src: &str) -> Graph {
 
 fn optimize(g: &Graph) -> (Graph, opt::OptReport) {
     opt::optimize(g, &OptOptions::default()).unwrap_or_else(|e| panic!("optimizer: {e}"))
-}
-
-fn count(g: &Graph, name: &str) -> usize {
-    g.nodes.iter().filter(|n| n.op.name() == name).count()
-}
-
-fn dims(b: i64, t: i64) -> DimBindings {
-    [("B".to_string(), b), ("T".to_string(), t)].into()
 }
 
 /// Runs both graphs on the same seeded tensors; returns the original's output `y` after
@@ -67,7 +59,7 @@ fn switch_experts_run_on_gathered_rows_and_agree() {
     let (h, report) = optimize(&g);
     assert!(fired(&report, "moe-dispatch") > 0);
     // One scatter-add per expert, and every expert contraction runs on CAP = 3 rows.
-    assert_eq!(count(&h, "scatter_add"), 4, "{h}");
+    assert_eq!(count_ops(&h, "scatter_add"), 4, "{h}");
     let expert_einsums: Vec<_> = h
         .nodes
         .iter()
@@ -84,7 +76,7 @@ fn switch_experts_run_on_gathered_rows_and_agree() {
     for b in [1, 3] {
         for t in [1, 2, 3, 5, 13, 37] {
             for seed in [1, 2] {
-                let y = agree(&g, &h, &dims(b, t), seed);
+                let y = agree(&g, &h, &bt(b, t), seed);
                 // E·CAP = 12 slots per sequence: at T = 37 at least 25 tokens are dropped
                 // (output row exactly 0), so the capacity mask is exercised.
                 if t == 37 {
@@ -140,8 +132,8 @@ fn unbounded_gates_are_refused() {
         let g = load(&src);
         let (h, report) = optimize(&g);
         assert_eq!(fired(&report, "moe-dispatch"), 0, "{what}");
-        assert_eq!(count(&h, "scatter_add"), 0, "{what}");
-        agree(&g, &h, &dims(2, 13), 1);
+        assert_eq!(count_ops(&h, "scatter_add"), 0, "{what}");
+        agree(&g, &h, &bt(2, 13), 1);
     }
 }
 
@@ -155,7 +147,7 @@ fn experts_that_mix_tokens_are_not_gathered() {
     let g = load(&src);
     let (h, report) = optimize(&g);
     assert_eq!(fired(&report, "moe-dispatch"), 0);
-    assert_eq!(count(&h, "scatter_add"), 0);
+    assert_eq!(count_ops(&h, "scatter_add"), 0);
     // A token-mixing operator below a row-wise expert: gathered above it only.
     let src = variant(
         "linear(relu(linear(x, wi.weight)), wo.weight)",
@@ -164,9 +156,9 @@ fn experts_that_mix_tokens_are_not_gathered() {
     let g = load(&src);
     let (h, report) = optimize(&g);
     assert!(fired(&report, "moe-dispatch") > 0);
-    assert_eq!(count(&h, "scatter_add"), 4);
+    assert_eq!(count_ops(&h, "scatter_add"), 4);
     for t in [1, 7, 37] {
-        agree(&g, &h, &dims(2, t), 3);
+        agree(&g, &h, &bt(2, t), 3);
     }
 }
 
@@ -196,7 +188,7 @@ fn integer_division_by_a_gathered_row_is_not_rebuilt() {
     assert!(gathered > 0, "the experts above the division are gathered");
     let (h, _) = optimize(&g);
     for t in [1, 7] {
-        agree(&g, &h, &dims(2, t), 4);
+        agree(&g, &h, &bt(2, t), 4);
     }
 }
 

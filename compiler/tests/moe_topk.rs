@@ -13,7 +13,7 @@ use seqc::opt::{self, OptOptions};
 use seqc::{bind, frontend, interp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use support::{fired, seqc_flops};
+use support::{bt, count_ops, fired, seqc_flops};
 
 const RULE: &str = "moe-topk-grouped";
 
@@ -68,14 +68,6 @@ fn optimize(g: &Graph) -> (Graph, opt::OptReport) {
     opt::optimize(g, &OptOptions::default()).unwrap_or_else(|e| panic!("optimizer: {e}"))
 }
 
-fn count(g: &Graph, name: &str) -> usize {
-    g.nodes.iter().filter(|n| n.op.name() == name).count()
-}
-
-fn dims(b: i64, t: i64) -> DimBindings {
-    [("B".to_string(), b), ("T".to_string(), t)].into()
-}
-
 /// Runs both graphs on the same seeded tensors and checks output `out`:
 /// max|a − b| ≤ 1e-5·max(1, max|a|).
 fn agree(g: &Graph, h: &Graph, out: &str, d: &DimBindings, seed: u64) {
@@ -101,7 +93,7 @@ fn block_experts_run_grouped_and_agree() {
     assert_eq!(fired(&report, RULE), 1);
     // w1 and w3 of the 4 experts side by side (both read the rows), then w2: two grouped
     // products on 2·B·T rows, no dense expert.
-    assert_eq!(count(&h, "grouped_matmul"), 2, "{h}");
+    assert_eq!(count_ops(&h, "grouped_matmul"), 2, "{h}");
     let widths: Vec<String> = h
         .nodes
         .iter()
@@ -116,13 +108,13 @@ fn block_experts_run_grouped_and_agree() {
         assert_eq!(n.ty.tensor().unwrap().shape[0].to_string(), "2*B*T", "{h}");
     }
     assert_eq!(
-        count(&h, "einsum"),
+        count_ops(&h, "einsum"),
         1,
         "only the router stays an einsum: {h}"
     );
     for t in [1, 2, 7, 13] {
         for seed in [1, 2, 3] {
-            agree(&g, &h, "y", &dims(2, t), seed);
+            agree(&g, &h, "y", &bt(2, t), seed);
         }
     }
 }
@@ -134,9 +126,9 @@ fn hf_mixtral_agrees_with_its_dense_form() {
     let (h, report) = optimize(&g);
     // One sparse block per layer (L = 2).
     assert_eq!(fired(&report, RULE), 2);
-    assert_eq!(count(&h, "grouped_matmul"), 4, "{h}");
+    assert_eq!(count_ops(&h, "grouped_matmul"), 4, "{h}");
     for t in [1, 2, 7, 13] {
-        agree(&g, &h, "logits", &dims(2, t), 5);
+        agree(&g, &h, "logits", &bt(2, t), 5);
     }
 }
 
@@ -171,8 +163,8 @@ fn gates_not_zero_outside_a_top_k_are_refused() {
         let g = load(&src);
         let (h, report) = optimize(&g);
         assert_eq!(fired(&report, RULE), 0, "{what}");
-        assert_eq!(count(&h, "grouped_matmul"), 0, "{what}");
-        agree(&g, &h, "y", &dims(2, 7), 1);
+        assert_eq!(count_ops(&h, "grouped_matmul"), 0, "{what}");
+        agree(&g, &h, "y", &bt(2, 7), 1);
     }
 }
 
@@ -228,8 +220,8 @@ fn moe(x) {";
         let g = load(&src);
         let (h, report) = optimize(&g);
         assert_eq!(fired(&report, RULE), want, "{what}");
-        assert_eq!(count(&h, "grouped_matmul"), 2 * want, "{what}: {h}");
-        agree(&g, &h, "y", &dims(2, 7), 2);
+        assert_eq!(count_ops(&h, "grouped_matmul"), 2 * want, "{what}: {h}");
+        agree(&g, &h, "y", &bt(2, 7), 2);
     }
 }
 

@@ -93,6 +93,21 @@ fn close(want: &HostTensor, got: &HostTensor) -> Result<(), String> {
     Ok(())
 }
 
+/// `g` and its optimised form `o` give the same outputs at B = 2 and each T of `lens`.
+fn agree(name: &str, g: &Graph, o: &Graph, lens: &[i64]) {
+    for &len in lens {
+        let dims: DimBindings = [("B".to_string(), 2), ("T".to_string(), len)].into();
+        let mut tensors = BTreeMap::new();
+        bind::fill_missing(g, &dims, &mut tensors, 11).unwrap();
+        let want = interp::run(g, &dims, &tensors).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = interp::run(o, &dims, &tensors).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (out, w) in &want {
+            close(w, &got[out])
+                .unwrap_or_else(|e| panic!("{name} at T = {len}: output `{out}`: {e}"));
+        }
+    }
+}
+
 #[test]
 fn scans_along_t_become_chunked_for_the_gpu_and_agree() {
     let t = DimExpr::sym("T");
@@ -106,17 +121,7 @@ fn scans_along_t_become_chunked_for_the_gpu_and_agree() {
         let lens = scan_lengths(&o);
         assert!(!lens.contains(&t), "{name}: a scan of T steps is left");
         assert!(!chunks(&o).is_empty(), "{name}: no chunk-local scan");
-        for len in [1, 7, 13, 37, 70] {
-            let dims: DimBindings = [("B".to_string(), 2), ("T".to_string(), len)].into();
-            let mut tensors = BTreeMap::new();
-            bind::fill_missing(&g, &dims, &mut tensors, 11).unwrap();
-            let want = interp::run(&g, &dims, &tensors).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let got = interp::run(&o, &dims, &tensors).unwrap_or_else(|e| panic!("{name}: {e}"));
-            for (out, w) in &want {
-                close(w, &got[out])
-                    .unwrap_or_else(|e| panic!("{name} at T = {len}: output `{out}`: {e}"));
-            }
-        }
+        agree(name, &g, &o, &[1, 7, 13, 37, 70]);
     }
 }
 
@@ -249,16 +254,6 @@ fn matrix_scans_along_t_become_chunked_for_the_gpu_and_agree() {
             lens.iter().any(|d| d.as_const().is_some()),
             "{name}: no chunk-local matrix scan:\n{o}"
         );
-        for len in [1, 7, 13, 37, 70, 100] {
-            let dims: DimBindings = [("B".to_string(), 2), ("T".to_string(), len)].into();
-            let mut tensors = BTreeMap::new();
-            bind::fill_missing(&g, &dims, &mut tensors, 11).unwrap();
-            let want = interp::run(&g, &dims, &tensors).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let got = interp::run(&o, &dims, &tensors).unwrap_or_else(|e| panic!("{name}: {e}"));
-            for (out, w) in &want {
-                close(w, &got[out])
-                    .unwrap_or_else(|e| panic!("{name} at T = {len}: output `{out}`: {e}"));
-            }
-        }
+        agree(name, &g, &o, &[1, 7, 13, 37, 70, 100]);
     }
 }

@@ -12,13 +12,13 @@
 
 mod support;
 
-use seqc::ir::{DimBindings, DimExpr, Graph, Op};
+use seqc::ir::{DimBindings, Graph, Op};
 use seqc::opt::{self, OptOptions};
 use seqc::{bind, frontend, interp};
 use seqc_runtime::HostTensor;
 use std::collections::BTreeMap;
 use std::path::Path;
-use support::fired;
+use support::{count_ops, fired, has_quadratic_value};
 
 /// max|a − b| ≤ 1e-4·max(1, max|a|) (equal infinities and NaNs agree).
 fn close(want: &HostTensor, got: &HostTensor) -> Result<(), String> {
@@ -80,24 +80,11 @@ fn optimise(g: &Graph) -> (Graph, usize) {
     (o, fired(&report, "sinks-window-attention"))
 }
 
-fn count(g: &Graph, name: &str) -> usize {
-    g.nodes.iter().filter(|n| n.op.name() == name).count()
-}
-
-/// Whether some value of `g` has T in two axes (a [T, T] mask, scores or keys).
-fn has_quadratic_value(g: &Graph) -> bool {
-    let t = DimExpr::sym("T");
-    g.nodes.iter().any(|n| {
-        n.ty.tensor()
-            .is_some_and(|ty| ty.shape.iter().filter(|d| **d == t).count() >= 2)
-    })
-}
-
 /// Asserts the split happened and checks the optimised graph against `g` at `ts`.
 fn splits(g: &Graph, ts: &[i64]) -> Graph {
     let (o, fired) = optimise(g);
     assert!(fired > 0, "sinks-window-attention did not fire:\n{o}");
-    assert_eq!(count(&o, "attention_lse"), 2, "{o}");
+    assert_eq!(count_ops(&o, "attention_lse"), 2, "{o}");
     assert!(!has_quadratic_value(&o), "a [T, T] value is left:\n{o}");
     let (small, tiny) = (retile(&o, 4, 3), retile(&o, 1, 2));
     let graphs = [
@@ -202,7 +189,7 @@ fn positions_and_rotations_that_break_the_identity_are_refused() {
         let g = variant(pk, qpos, kr, VISIBLE);
         let (o, fired) = optimise(&g);
         assert_eq!(fired, 0, "{pk} / {qpos} / {kr}:\n{o}");
-        assert_eq!(count(&o, "attention_lse"), 0, "{o}");
+        assert_eq!(count_ops(&o, "attention_lse"), 0, "{o}");
         same_outputs(&g, &[("optimised", &o)], &at(2, 13), 3);
     }
 }

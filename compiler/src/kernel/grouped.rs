@@ -18,7 +18,7 @@
 
 use super::access::{add, div, int, min, mul, sub, unflatten};
 use super::gemm::{BLOCK_M, BLOCK_N, coeff, subst};
-use super::lower::{Lowerer, serial, wbin, widen};
+use super::lower::{Lowerer, serial, wbin};
 use super::{Expr, Gemm, KernelError, Loop, Sched, Stmt, Strided, Ty};
 use crate::ir::{BinaryOp, DimExpr, NodeId};
 use seqc_runtime::DType;
@@ -59,25 +59,10 @@ impl Lowerer<'_> {
         let e = self.group_of(id, n.clone())?;
         let xv = self.access(ins[0], &[n.clone(), Expr::Var(i)])?;
         let wv = self.access(ins[1], &[e, o.clone(), Expr::Var(i)])?;
-        let s = self.acc(Ty::F64);
+        let (s, [reset, sum]) = self.dot_f64(i, ilen, xv, wv, ty);
         let body = vec![
-            Stmt::Assign {
-                acc: s,
-                value: Expr::Float(0.0, Ty::F64),
-            },
-            serial(
-                i,
-                ilen,
-                vec![Stmt::Assign {
-                    acc: s,
-                    value: wbin(
-                        BinaryOp::Add,
-                        Ty::F64,
-                        Expr::Acc(s),
-                        wbin(BinaryOp::Mul, Ty::F64, widen(xv, ty), widen(wv, ty)),
-                    ),
-                }],
-            ),
+            reset,
+            sum,
             Stmt::Store {
                 buf: out,
                 index: super::access::flat(&[n, o], &shape),

@@ -947,25 +947,10 @@ impl<'g> Lowerer<'g> {
         };
         let av = self.access(ins[0], &ai)?;
         let bv = self.access(ins[1], &idx)?;
-        let s = self.acc(Ty::F64);
+        let (s, [reset, sum]) = self.dot_f64(m, nn.clone(), av, h, ty);
         let inner = vec![
-            Stmt::Assign {
-                acc: s,
-                value: Expr::Float(0.0, Ty::F64),
-            },
-            serial(
-                m,
-                nn.clone(),
-                vec![Stmt::Assign {
-                    acc: s,
-                    value: wbin(
-                        BinaryOp::Add,
-                        Ty::F64,
-                        Expr::Acc(s),
-                        wbin(BinaryOp::Mul, Ty::F64, widen(av, ty), widen(h, ty)),
-                    ),
-                }],
-            ),
+            reset,
+            sum,
             Stmt::Store {
                 buf: out,
                 index: flat(&idx, &shape),
@@ -978,6 +963,37 @@ impl<'g> Lowerer<'g> {
         ];
         let body = vec![serial(t, shape[axis].clone(), vec![serial(n, nn, inner)])];
         Ok(self.nest(&vars[..axis], &shape[..axis], body))
+    }
+
+    /// `acc = Σ_{v < n} a·b` in f64 (a and b of type `ty`, widened): the accumulator and
+    /// the two statements (reset, then the serial loop over `v`).
+    pub(super) fn dot_f64(
+        &mut self,
+        v: Var,
+        n: Expr,
+        a: Expr,
+        b: Expr,
+        ty: Ty,
+    ) -> (Acc, [Stmt; 2]) {
+        let s = self.acc(Ty::F64);
+        let reset = Stmt::Assign {
+            acc: s,
+            value: Expr::Float(0.0, Ty::F64),
+        };
+        let sum = serial(
+            v,
+            n,
+            vec![Stmt::Assign {
+                acc: s,
+                value: wbin(
+                    BinaryOp::Add,
+                    Ty::F64,
+                    Expr::Acc(s),
+                    wbin(BinaryOp::Mul, Ty::F64, widen(a, ty), widen(b, ty)),
+                ),
+            }],
+        );
+        (s, [reset, sum])
     }
 
     /// out[..., t, c] = Σ_k w[c, k] · x[..., t − (K−1) + k, c].

@@ -117,3 +117,22 @@ pub fn fired(report: &seqc::opt::OptReport, rule: &str) -> usize {
         .filter_map(|p| p.rules_fired.get(rule))
         .sum()
 }
+
+/// How many nodes of `g` have operator `name`.
+pub fn count_ops(g: &seqc::ir::Graph, name: &str) -> usize {
+    g.nodes.iter().filter(|n| n.op.name() == name).count()
+}
+
+/// Whether some value of `g` has T in two axes (a [T, T] mask, scores or keys).
+pub fn has_quadratic_value(g: &seqc::ir::Graph) -> bool {
+    let t = seqc::ir::DimExpr::sym("T");
+    g.nodes.iter().any(|n| {
+        n.ty.tensor()
+            .is_some_and(|ty| ty.shape.iter().filter(|d| **d == t).count() >= 2)
+    })
+}
+
+/// Dims B = b, T = t.
+pub fn bt(b: i64, t: i64) -> seqc::ir::DimBindings {
+    [("B".to_string(), b), ("T".to_string(), t)].into()
+}
